@@ -137,7 +137,10 @@ mod tests {
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("nope"));
         assert_eq!(find_in_path("x", &[]).unwrap_err().code, 4);
-        assert_eq!(find_in_path("../x", &[d.clone()]).unwrap_err().code, 7);
+        assert_eq!(
+            find_in_path("../x", std::slice::from_ref(&d)).unwrap_err().code,
+            7
+        );
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -352,7 +352,7 @@ pub fn validate_ifname(name: &str) -> Result<(), CniError> {
 
 /// Refuses to configure the plugin's own netns (it would take the node's `lo` or routes), unless
 /// CNI_NETNS_OVERRIDE is set, as the reference skeleton does.
-fn check_not_own_netns(ns: &PathBuf, env: &BTreeMap<String, String>) -> Result<(), CniError> {
+fn check_not_own_netns(ns: &std::path::Path, env: &BTreeMap<String, String>) -> Result<(), CniError> {
     if matches!(
         env.get("CNI_NETNS_OVERRIDE").map(String::as_str),
         Some("1" | "true")
