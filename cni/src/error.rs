@@ -27,6 +27,10 @@ pub mod codes {
     pub const NOT_AVAILABLE: u32 = 50;
     /// STATUS: not available, and existing attachments may have limited connectivity.
     pub const LIMITED_CONNECTIVITY: u32 = 51;
+    /// corral: no free address is left in the range set (host-local ADD).
+    pub const ADDRESS_EXHAUSTED: u32 = 100;
+    /// corral: CHECK found the attachment differs from its prevResult or its recorded state.
+    pub const CHECK_MISMATCH: u32 = 101;
     /// An unexpected failure the spec has no code for (kernel refused an operation).
     pub const INTERNAL: u32 = 999;
 }
@@ -98,6 +102,10 @@ impl CniError {
     /// Code 50.
     pub fn not_available(msg: impl Into<String>) -> Self {
         CniError::new(codes::NOT_AVAILABLE, msg)
+    }
+    /// Code 101: CHECK found a difference.
+    pub fn check_mismatch(msg: impl Into<String>) -> Self {
+        CniError::new(codes::CHECK_MISMATCH, msg)
     }
     /// Code 999: the kernel or a tool refused an operation the spec has no code for.
     pub fn internal(msg: impl Into<String>) -> Self {

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod invoke;
 pub mod log;
 pub mod result;

@@ -390,9 +390,10 @@ pub fn main(plugin: &dyn Plugin, about: &str, help: &str) -> ! {
         about,
         Io {
             env: &env,
-            stdin: &mut std::io::stdin().lock(),
-            stdout: &mut std::io::stdout().lock(),
-            stderr: &mut std::io::stderr().lock(),
+            // Unlocked handles: a held stderr lock would block logging from helper threads (netns workers).
+            stdin: &mut std::io::stdin(),
+            stdout: &mut std::io::stdout(),
+            stderr: &mut std::io::stderr(),
         },
     );
     std::process::exit(code)
