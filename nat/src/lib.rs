@@ -1,1 +1,28 @@
-//! placeholder
+//! corral's NAT manager: the bridge plugin's `ipMasq` (masquerade container traffic leaving its subnet) and
+//! `macspoofchk` (drop frames whose source MAC is not the container's), kept as set elements in corral's own
+//! tables, `table inet corral` and `table bridge corral`, and never in anyone else's.
+//!
+//! The flow of every verb: [`model`] (validated plain data) → [`element`] (the set elements a record asks for)
+//! → [`plan`] (pure: one nft text script) → [`backend`] (one `nft -f -`, one atomic transaction). Ownership
+//! comes from the per-attachment JSON records of [`store`], never from rule text; [`inspect`] reads the kernel
+//! back for CHECK. [`manager::NatManager`] ties them together.
+//!
+//! Later port mappings (DNAT maps keyed by `proto . hostIP . hostPort`) become more [`element::Element`]
+//! variants and more skeleton objects in the same table and the same transaction.
+
+pub mod backend;
+pub mod element;
+pub mod error;
+pub mod inspect;
+pub mod manager;
+pub mod model;
+pub mod plan;
+pub mod store;
+
+pub use backend::{NftBackend, NftCli};
+pub use element::{Claims, Element, Set, Table};
+pub use error::NatError;
+pub use manager::{NatManager, ReconcileReport};
+pub use model::{AttachmentRecord, MasqEntry, Owner, SpoofEntry};
+pub use plan::{plan_add, plan_reconcile, plan_remove, plan_replace};
+pub use store::RecordStore;

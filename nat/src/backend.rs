@@ -1,0 +1,283 @@
+//! The effect layer: running `nft`. [`NftCli`] execs the binary (one `nft -f -` = one atomic transaction);
+//! tests use `testing::FakeBackend`, which records scripts and never touches the kernel.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::error::NatError;
+
+/// Where nft scripts go and where listings come from.
+pub trait NftBackend {
+    /// Applies one nft text script as one transaction.
+    fn apply(&self, script: &str) -> Result<(), NatError>;
+    /// `nft -j list table <family> <table>` parsed as JSON; `None` when the table does not exist.
+    fn list_table(&self, family: &str, table: &str) -> Result<Option<Value>, NatError>;
+    /// Checks that nft can be used here (`nft -j list tables` runs and prints JSON).
+    fn probe(&self) -> Result<(), NatError>;
+}
+
+impl<B: NftBackend + ?Sized> NftBackend for &B {
+    fn apply(&self, script: &str) -> Result<(), NatError> {
+        (**self).apply(script)
+    }
+    fn list_table(&self, family: &str, table: &str) -> Result<Option<Value>, NatError> {
+        (**self).list_table(family, table)
+    }
+    fn probe(&self) -> Result<(), NatError> {
+        (**self).probe()
+    }
+}
+
+/// Runs the `nft` binary in the calling thread's network namespace, or in `netns` through
+/// `nsenter --net=<netns>` (for tests that must never touch the host's ruleset).
+#[derive(Debug, Clone)]
+pub struct NftCli {
+    /// The nft binary; `nft` (looked up in PATH) by default.
+    pub program: PathBuf,
+    /// Run inside this network namespace (a `/run/netns/<name>` or `/proc/<pid>/ns/net` path).
+    pub netns: Option<PathBuf>,
+}
+
+impl Default for NftCli {
+    fn default() -> Self {
+        Self {
+            program: PathBuf::from("nft"),
+            netns: None,
+        }
+    }
+}
+
+impl NftCli {
+    /// `nft` from PATH, in the caller's netns.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `nft` from PATH, inside `netns`.
+    pub fn in_netns(netns: impl Into<PathBuf>) -> Self {
+        Self {
+            netns: Some(netns.into()),
+            ..Self::default()
+        }
+    }
+
+    fn command(&self) -> (Command, String) {
+        match &self.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", netns.display())).arg(&self.program);
+                (cmd, "nsenter".to_owned())
+            }
+            None => (Command::new(&self.program), self.program.display().to_string()),
+        }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<Output, NatError> {
+        let (mut cmd, program) = self.command();
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let unavailable = |source| NatError::NftUnavailable {
+            program: program.clone(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(unavailable)?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            // nft reads its whole input before it starts, so writing first cannot deadlock on its output. A
+            // broken pipe means it exited early: its exit status and stderr tell why.
+            match pipe.write_all(text.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(unavailable(e)),
+                _ => {}
+            }
+        }
+        child.wait_with_output().map_err(unavailable)
+    }
+}
+
+fn stderr_text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).trim().to_owned()
+}
+
+impl NftBackend for NftCli {
+    fn apply(&self, script: &str) -> Result<(), NatError> {
+        tracing::debug!(netns = ?self.netns, script, "nft apply");
+        let output = self.run(&["-f", "-"], Some(script))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(NatError::NftFailed {
+            operation: "apply".to_owned(),
+            status: output.status.to_string(),
+            stderr: stderr_text(&output),
+        })
+    }
+
+    fn list_table(&self, family: &str, table: &str) -> Result<Option<Value>, NatError> {
+        let output = self.run(&["-j", "list", "table", family, table], None)?;
+        let operation = format!("list table {family} {table}");
+        if !output.status.success() {
+            let stderr = stderr_text(&output);
+            // nft 1.0.6 reports a missing table as ENOENT.
+            if stderr.contains("No such file or directory") {
+                return Ok(None);
+            }
+            return Err(NatError::NftFailed {
+                operation,
+                status: output.status.to_string(),
+                stderr,
+            });
+        }
+        serde_json::from_slice(&output.stdout)
+            .map(Some)
+            .map_err(|source| NatError::NftOutput { operation, source })
+    }
+
+    fn probe(&self) -> Result<(), NatError> {
+        let output = self.run(&["-j", "list", "tables"], None)?;
+        if !output.status.success() {
+            let stderr = stderr_text(&output);
+            let stderr = if stderr.is_empty() {
+                output.status.to_string()
+            } else {
+                stderr
+            };
+            return Err(NatError::NftUnusable { stderr });
+        }
+        match serde_json::from_slice::<Value>(&output.stdout) {
+            Ok(v) if v.get("nftables").is_some() => Ok(()),
+            _ => Err(NatError::NftUnusable {
+                stderr: "`nft -j list tables` did not print nftables JSON".into(),
+            }),
+        }
+    }
+}
+
+/// Test doubles. Compiled for this crate's tests and behind the `testing` feature; never in release code paths.
+#[cfg(any(test, feature = "testing"))]
+pub mod testing {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+    use super::*;
+
+    /// Records applied scripts; serves canned listings; can be told to fail. Clones share state.
+    #[derive(Debug, Clone, Default)]
+    pub struct FakeBackend {
+        inner: Arc<Mutex<FakeState>>,
+    }
+
+    #[derive(Debug, Default)]
+    struct FakeState {
+        scripts: Vec<String>,
+        fail_apply: Option<String>,
+        unusable: bool,
+        tables: HashMap<(String, String), Value>,
+    }
+
+    impl FakeBackend {
+        /// A backend that accepts everything.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        fn state(&self) -> MutexGuard<'_, FakeState> {
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// Every script applied so far, in order (failed ones excluded).
+        pub fn scripts(&self) -> Vec<String> {
+            self.state().scripts.clone()
+        }
+
+        /// Makes every later `apply` fail with this stderr (`None` to succeed again).
+        pub fn fail_apply(&self, stderr: Option<&str>) {
+            self.state().fail_apply = stderr.map(str::to_owned);
+        }
+
+        /// Makes `probe` fail.
+        pub fn set_unusable(&self, unusable: bool) {
+            self.state().unusable = unusable;
+        }
+
+        /// Sets what `list_table(family, table)` returns.
+        pub fn set_table(&self, family: &str, table: &str, listing: Value) {
+            self.state()
+                .tables
+                .insert((family.to_owned(), table.to_owned()), listing);
+        }
+    }
+
+    impl NftBackend for FakeBackend {
+        fn apply(&self, script: &str) -> Result<(), NatError> {
+            let mut state = self.state();
+            if let Some(stderr) = &state.fail_apply {
+                let stderr = stderr.clone();
+                return Err(NatError::NftFailed {
+                    operation: "apply".into(),
+                    status: "exit status: 1".into(),
+                    stderr,
+                });
+            }
+            state.scripts.push(script.to_owned());
+            Ok(())
+        }
+
+        fn list_table(&self, family: &str, table: &str) -> Result<Option<Value>, NatError> {
+            Ok(self
+                .state()
+                .tables
+                .get(&(family.to_owned(), table.to_owned()))
+                .cloned())
+        }
+
+        fn probe(&self) -> Result<(), NatError> {
+            if self.state().unusable {
+                return Err(NatError::NftUnusable {
+                    stderr: "fake: unusable".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_is_unavailable_with_code_50() {
+        let cli = NftCli {
+            program: "/nonexistent/corral-test-nft".into(),
+            netns: None,
+        };
+        let err = cli.probe().unwrap_err();
+        assert_eq!(err.code(), 50, "{err}");
+        assert!(err.to_string().contains("/nonexistent/corral-test-nft"), "{err}");
+        assert_eq!(cli.apply("").unwrap_err().code(), 50);
+    }
+
+    #[test]
+    fn failing_program_reports_its_stderr() {
+        // A shell script stands in for nft: it prints to stderr and exits 1 without reading stdin.
+        let script = std::env::temp_dir().join(format!("corral-nat-fake-nft-{}", std::process::id()));
+        std::fs::write(&script, "#!/bin/sh\necho 'Error: boom' >&2\nexit 1\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cli = NftCli {
+            program: script.clone(),
+            netns: None,
+        };
+        let err = cli.apply("add table inet corral\n").unwrap_err();
+        assert!(err.to_string().contains("Error: boom"), "{err}");
+        assert_eq!(err.code(), 999);
+        assert!(matches!(cli.probe().unwrap_err(), NatError::NftUnusable { .. }));
+        std::fs::remove_file(script).unwrap();
+    }
+}

@@ -1,0 +1,347 @@
+//! The planner: pure functions from records to one nft text script, applied later as one `nft -f -`
+//! transaction.
+//!
+//! Every script starts with the idempotent skeleton of each table it touches: `add table`, `add set` (no-op
+//! when present), `add chain`, then `flush chain` and the few static rules of each base chain. So any
+//! transaction heals a damaged skeleton, never duplicates a rule, and never touches elements it does not name.
+//!
+//! Element removal must not fail when the element is already gone (nft 1.0.6 has no `destroy`, and deleting a
+//! missing element aborts the whole transaction), so each removal is `add element …` followed by
+//! `delete element …` in the same transaction: the add is a no-op when the element exists.
+//!
+//! Why text and not JSON: nft 1.0.6's JSON parser mishandles typed sets and maps with concatenations (see
+//! `research/crates.md` §3); text is what nft prints and reads back.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::element::{record_elements, Claims, Element, Set, Table, TABLE_NAME};
+use crate::model::AttachmentRecord;
+
+/// nft's limit on a comment (`NFTNL_UDATA_COMMENT_MAXLEN`).
+const COMMENT_MAX: usize = 128;
+
+/// A base chain of corral's: its declaration and its static rules (rewritten on every transaction).
+struct BaseChain {
+    table: Table,
+    name: &'static str,
+    declaration: &'static str,
+    rules: &'static [&'static str],
+}
+
+/// Masquerade a container address unless the destination is multicast or in the container's own subnet
+/// (the reference plugin's semantics), with one set lookup per packet whatever the number of containers.
+const POSTROUTING: BaseChain = BaseChain {
+    table: Table::Inet,
+    name: "postrouting",
+    declaration: "type nat hook postrouting priority srcnat; policy accept;",
+    rules: &[
+        "ip daddr 224.0.0.0/4 return",
+        "ip6 daddr ff00::/8 return",
+        "ip saddr . ip daddr @masq_skip4 return",
+        "ip saddr @masq_src4 masquerade",
+        "ip6 saddr . ip6 daddr @masq_skip6 return",
+        "ip6 saddr @masq_src6 masquerade",
+    ],
+};
+
+/// Drop frames from a checked port whose source MAC is not the one allowed there. Priority -300 (printed as
+/// `dstnat`) runs before any other bridge prerouting chain, like the reference's nat-type chain.
+const SPOOF_PREROUTING: BaseChain = BaseChain {
+    table: Table::Bridge,
+    name: "prerouting",
+    declaration: "type filter hook prerouting priority -300; policy accept;",
+    rules: &["iifname @spoof_ports iifname . ether saddr != @spoof_allowed drop"],
+};
+
+const CHAINS: [BaseChain; 2] = [POSTROUTING, SPOOF_PREROUTING];
+
+/// Names of the base chains the skeleton keeps in `table` (CHECK verifies they exist).
+pub fn base_chains(table: Table) -> Vec<&'static str> {
+    CHAINS
+        .iter()
+        .filter(|c| c.table == table)
+        .map(|c| c.name)
+        .collect()
+}
+
+/// An element to add, with the owner written into its comment (for people reading `nft list`; ownership
+/// itself comes from the records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addition {
+    /// The element.
+    pub element: Element,
+    /// `network/container/ifname` of its (first) owner.
+    pub comment: String,
+}
+
+/// Adds everything `record` asks for.
+pub fn plan_add(record: &AttachmentRecord) -> String {
+    plan_transaction(&additions(record), &[])
+}
+
+/// Removes what `record` added, except elements that other live records claim.
+pub fn plan_remove(record: &AttachmentRecord, still_claimed: &Claims) -> String {
+    let removals = removable(record_elements(record), &[], still_claimed);
+    plan_transaction(&[], &removals)
+}
+
+/// Moves an attachment from `old` to `new` in one transaction: removes what only `old` had (unless claimed by
+/// another record), then adds `new`.
+pub fn plan_replace(old: &AttachmentRecord, new: &AttachmentRecord, still_claimed: &Claims) -> String {
+    let adds = additions(new);
+    let keep: Vec<Element> = adds.iter().map(|a| a.element.clone()).collect();
+    let removals = removable(record_elements(old), &keep, still_claimed);
+    plan_transaction(&adds, &removals)
+}
+
+/// Rebuilds the skeleton and re-adds every recorded element (after `nft flush ruleset`, a firewall reload or
+/// a reboot). Exact duplicates are added once; an element overlapping one already planned is left out (nft
+/// would refuse the whole transaction) and returned in the second value so the caller can report it.
+pub fn plan_reconcile<'a>(
+    records: impl IntoIterator<Item = &'a AttachmentRecord>,
+) -> (String, Vec<Addition>) {
+    let mut planned: Vec<Addition> = Vec::new();
+    let mut conflicts = Vec::new();
+    for record in records {
+        for addition in additions(record) {
+            if planned.iter().any(|p| p.element == addition.element) {
+                continue;
+            }
+            if planned.iter().any(|p| p.element.overlaps(&addition.element)) {
+                conflicts.push(addition);
+                continue;
+            }
+            planned.push(addition);
+        }
+    }
+    (plan_transaction(&planned, &[]), conflicts)
+}
+
+/// The one script behind every verb: skeletons of the touched tables, removals, then additions. Empty when
+/// there is nothing to do.
+pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> String {
+    let tables: BTreeSet<Table> = additions
+        .iter()
+        .map(|a| &a.element)
+        .chain(removals)
+        .map(|e| e.set().table())
+        .collect();
+    let mut script = String::new();
+    for table in &tables {
+        push_skeleton(&mut script, *table);
+    }
+    for set in Set::ALL {
+        let keys: Vec<String> = removals
+            .iter()
+            .filter(|e| e.set() == set)
+            .map(Element::key)
+            .collect();
+        if !keys.is_empty() {
+            let keys = keys.join(", ");
+            push_line(
+                &mut script,
+                format_args!("add element {} {{ {keys} }}", set_ref(set)),
+            );
+            push_line(
+                &mut script,
+                format_args!("delete element {} {{ {keys} }}", set_ref(set)),
+            );
+        }
+    }
+    for set in Set::ALL {
+        let keys: Vec<String> = additions
+            .iter()
+            .filter(|a| a.element.set() == set)
+            .map(|a| format!("{} comment \"{}\"", a.element.key(), a.comment))
+            .collect();
+        if !keys.is_empty() {
+            push_line(
+                &mut script,
+                format_args!("add element {} {{ {} }}", set_ref(set), keys.join(", ")),
+            );
+        }
+    }
+    script
+}
+
+fn additions(record: &AttachmentRecord) -> Vec<Addition> {
+    let mut comment = record.owner.to_string();
+    comment.truncate(COMMENT_MAX);
+    record_elements(record)
+        .into_iter()
+        .map(|element| Addition {
+            element,
+            comment: comment.clone(),
+        })
+        .collect()
+}
+
+fn removable(elements: Vec<Element>, keep: &[Element], still_claimed: &Claims) -> Vec<Element> {
+    elements
+        .into_iter()
+        .filter(|e| !keep.contains(e) && !still_claimed.covers(e))
+        .collect()
+}
+
+fn push_skeleton(script: &mut String, table: Table) {
+    let family = table.family();
+    push_line(script, format_args!("add table {family} {TABLE_NAME}"));
+    for set in Set::ALL.into_iter().filter(|s| s.table() == table) {
+        push_line(
+            script,
+            format_args!("add set {} {{ {} }}", set_ref(set), set.declaration()),
+        );
+    }
+    for chain in CHAINS.iter().filter(|c| c.table == table) {
+        let name = chain.name;
+        push_line(
+            script,
+            format_args!(
+                "add chain {family} {TABLE_NAME} {name} {{ {} }}",
+                chain.declaration
+            ),
+        );
+        push_line(script, format_args!("flush chain {family} {TABLE_NAME} {name}"));
+        for rule in chain.rules {
+            push_line(
+                script,
+                format_args!("add rule {family} {TABLE_NAME} {name} {rule}"),
+            );
+        }
+    }
+}
+
+fn set_ref(set: Set) -> String {
+    format!("{} {TABLE_NAME} {}", set.table().family(), set.name())
+}
+
+fn push_line(script: &mut String, line: std::fmt::Arguments<'_>) {
+    // Writing to a String cannot fail.
+    let _ = script.write_fmt(line);
+    script.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MasqEntry, Owner, SpoofEntry};
+
+    fn masq(ip: &str, subnet: &str) -> MasqEntry {
+        MasqEntry {
+            ip: ip.parse().unwrap(),
+            subnet: subnet.parse().unwrap(),
+        }
+    }
+
+    fn dual_stack(container: &str, v4: &str, v6: &str, veth: &str, last: u8) -> AttachmentRecord {
+        let mut r = AttachmentRecord::new(Owner::new("net1", container, "eth0"));
+        r.masq = vec![masq(v4, "10.88.0.0/16"), masq(v6, "fd00:88::/64")];
+        r.spoof = Some(SpoofEntry {
+            host_ifname: veth.into(),
+            mac: [0x02, 0x42, 0xac, 0x11, 0x00, last],
+        });
+        r
+    }
+
+    fn a() -> AttachmentRecord {
+        dual_stack("aaaa", "10.88.0.2", "fd00:88::2", "veth0a", 2)
+    }
+
+    fn b() -> AttachmentRecord {
+        dual_stack("bbbb", "10.88.0.3", "fd00:88::3", "veth0b", 3)
+    }
+
+    /// Compares with a golden file; `CORRAL_BLESS=1` rewrites it.
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        if std::env::var_os("CORRAL_BLESS").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            actual, expected,
+            "golden {name} differs (CORRAL_BLESS=1 to update)"
+        );
+    }
+
+    #[test]
+    fn add_dual_stack_with_spoof_check() {
+        golden("add-dual-stack-spoof.nft", &plan_add(&a()));
+    }
+
+    #[test]
+    fn add_masq_only_leaves_the_bridge_table_alone() {
+        let mut r = a();
+        r.masq.truncate(1);
+        r.spoof = None;
+        let script = plan_add(&r);
+        golden("add-masq4.nft", &script);
+        assert!(!script.contains("bridge"));
+    }
+
+    #[test]
+    fn add_spoof_only_leaves_the_inet_table_alone() {
+        let mut r = a();
+        r.masq.clear();
+        let script = plan_add(&r);
+        golden("add-spoof.nft", &script);
+        assert!(!script.contains("inet"));
+    }
+
+    #[test]
+    fn remove_uses_add_then_delete() {
+        golden(
+            "remove-dual-stack-spoof.nft",
+            &plan_remove(&a(), &Claims::default()),
+        );
+    }
+
+    #[test]
+    fn remove_skips_elements_another_record_claims() {
+        let mut leaked = b();
+        leaked.masq = vec![masq("10.88.0.2", "10.88.0.0/16")];
+        leaked.spoof = None;
+        let script = plan_remove(&a(), &Claims::from_records([&leaked]));
+        golden("remove-shared-ip.nft", &script);
+        assert!(!script.contains("10.88.0.2"));
+    }
+
+    #[test]
+    fn remove_of_empty_record_is_empty() {
+        let r = AttachmentRecord::new(Owner::new("n", "c", "eth0"));
+        assert_eq!(plan_remove(&r, &Claims::default()), "");
+        assert_eq!(plan_add(&r), "");
+    }
+
+    #[test]
+    fn replace_removes_only_what_changed() {
+        let mut new = a();
+        new.masq[0] = masq("10.88.0.9", "10.88.0.0/16");
+        new.spoof = None;
+        golden("replace.nft", &plan_replace(&a(), &new, &Claims::default()));
+    }
+
+    #[test]
+    fn reconcile_adds_every_record_once_and_reports_overlaps() {
+        let mut overlapping = AttachmentRecord::new(Owner::new("net2", "cccc", "eth1"));
+        overlapping.masq = vec![masq("10.88.0.2", "10.88.0.0/24")];
+        let dup = a();
+        let (script, conflicts) = plan_reconcile([&a(), &b(), &dup, &overlapping]);
+        golden("reconcile.nft", &script);
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].comment, "net2/cccc/eth1");
+        assert_eq!(plan_reconcile([]).0, "");
+    }
+
+    #[test]
+    fn long_owner_comment_is_truncated_to_nft_limit() {
+        let mut r = AttachmentRecord::new(Owner::new("n".repeat(200), "c", "eth0"));
+        r.masq = vec![masq("10.0.0.2", "10.0.0.0/8")];
+        let script = plan_add(&r);
+        assert!(script.contains(&format!("comment \"{}\"", "n".repeat(128))));
+        assert!(!script.contains(&"n".repeat(129)));
+    }
+}
