@@ -1,0 +1,92 @@
+//! DEL, STATUS and GC. DEL keeps going past failures and reports them together; a missing netns, link or
+//! record is success, so DEL twice succeeds and DEL after the netns is gone still releases the IP and the NAT
+//! elements (the reference leaks the latter).
+
+use crate::config;
+use crate::effects::{nat, nat_manager, net, owner};
+use corral_cni::{invoke, CniError, Command, Request};
+use corral_netops::{open_netns, Netlink};
+
+/// Runs DEL.
+pub fn del(req: &Request) -> Result<(), CniError> {
+    let br = config::load(req)?;
+    let mut errors: Vec<CniError> = Vec::new();
+    if let Some(t) = &br.ipam_type {
+        if let Err(e) = invoke::delegate_void(t, Command::Del, req) {
+            errors.push(e.context("IPAM DEL"));
+        }
+    }
+    if let Some(path) = &req.netns {
+        match open_netns(path) {
+            Ok(ns) => {
+                let deleted = Netlink::in_netns(&ns).and_then(|ctr| ctr.delete_link(&req.ifname));
+                if let Err(e) = deleted
+                    .map(|_| ())
+                    .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
+                {
+                    errors.push(net("delete container link")(e));
+                }
+            }
+            Err(e) if e.is_not_found() => {
+                tracing::debug!(netns = %path.display(), "netns gone; links went with it")
+            }
+            Err(e) => errors.push(net("open netns")(e)),
+        }
+    }
+    if let Err(e) = nat_manager(req).del(&owner(req)) {
+        errors.push(nat(e).context("NAT cleanup"));
+    }
+    combine(errors)
+}
+
+/// STATUS: the IPAM plugin's STATUS, and nftables usable when the config needs it (code 50 otherwise).
+pub fn status(req: &Request) -> Result<(), CniError> {
+    let br = config::load(req)?;
+    if let Some(t) = &br.ipam_type {
+        invoke::delegate_void(t, Command::Status, req)?;
+    }
+    if br.ip_masq || br.macspoofchk {
+        nat_manager(req)
+            .status()
+            .map_err(|e| CniError::not_available(format!("nftables: {e}")))?;
+    }
+    Ok(())
+}
+
+/// GC: the IPAM plugin's GC, and NAT records of this network whose attachment is not valid any more.
+pub fn gc(req: &Request) -> Result<(), CniError> {
+    let br = config::load(req)?;
+    let mut errors = Vec::new();
+    if let Some(t) = &br.ipam_type {
+        if let Err(e) = invoke::delegate_void(t, Command::Gc, req) {
+            errors.push(e.context("IPAM GC"));
+        }
+    }
+    let valid: Vec<(String, String)> = req
+        .conf
+        .gc_valid_attachments()
+        .into_iter()
+        .map(|a| (a.container_id, a.ifname))
+        .collect();
+    if let Err(e) = nat_manager(req).gc(&req.conf.name, &valid) {
+        errors.push(nat(e).context("NAT GC"));
+    }
+    combine(errors)
+}
+
+/// One error from many: the first one's code, every message.
+pub fn combine(errors: Vec<CniError>) -> Result<(), CniError> {
+    let mut it = errors.into_iter();
+    let Some(first) = it.next() else { return Ok(()) };
+    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
+    if rest.is_empty() {
+        Err(first)
+    } else {
+        let details = if first.details.is_empty() {
+            rest.join("; ")
+        } else {
+            format!("{}; {}", first.details, rest.join("; "))
+        };
+        Err(CniError { details, ..first })
+    }
+}
