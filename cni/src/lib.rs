@@ -9,6 +9,7 @@ pub mod failpoint;
 pub mod invoke;
 pub mod log;
 pub mod result;
+pub mod runtime;
 pub mod skel;
 pub mod version;
 
