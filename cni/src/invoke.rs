@@ -50,19 +50,16 @@ pub fn exec_plugin(
     stdin: &[u8],
 ) -> Result<Option<Value>, CniError> {
     let name = path.display();
-    let mut child = std::process::Command::new(path)
-        .env_clear()
-        .envs(env)
-        .env("CNI_COMMAND", command.as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut child = spawn_retrying_busy(path, command, env)
         .map_err(|e| CniError::io(format!("cannot run plugin {name}")).with_details(e))?;
     if let Some(mut input) = child.stdin.take() {
-        input
-            .write_all(stdin)
-            .map_err(|e| CniError::io(format!("cannot write config to {name}")).with_details(e))?;
+        // A plugin may exit without reading its config; its exit status tells what happened, not EPIPE.
+        match input.write_all(stdin) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(CniError::io(format!("cannot write config to {name}")).with_details(e))
+            }
+            _ => {}
+        }
     }
     let out = child
         .wait_with_output()
@@ -83,6 +80,33 @@ pub fn exec_plugin(
         .and_then(CniError::from_json)
         .unwrap_or_else(|| CniError::new(codes::INTERNAL, format!("plugin {name} failed ({})", out.status)));
     Err(err)
+}
+
+/// Spawns the plugin; retries briefly on ETXTBSY, which exec returns while a binary that is being installed
+/// (or a file another thread's fork still holds open for writing) is executed.
+fn spawn_retrying_busy(
+    path: &Path,
+    command: Command,
+    env: &BTreeMap<String, String>,
+) -> std::io::Result<std::process::Child> {
+    let mut attempt = 0;
+    loop {
+        let spawned = std::process::Command::new(path)
+            .env_clear()
+            .envs(env)
+            .env("CNI_COMMAND", command.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn();
+        match spawned {
+            Err(e) if e.raw_os_error() == Some(nix::libc::ETXTBSY) && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Calls the delegate named `plugin` (usually the IPAM type) for the request's verb with the request's own

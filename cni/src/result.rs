@@ -211,9 +211,8 @@ impl CniResult {
                 .collect();
             out.insert("routes".into(), Value::Array(routes));
         }
-        if !self.dns.is_empty() {
-            out.insert("dns".into(), json!(self.dns));
-        }
+        // Always present, even empty, as the reference writes it (Go's omitempty never omits a struct).
+        out.insert("dns".into(), json!(self.dns));
         Ok(Value::Object(out))
     }
 
@@ -244,9 +243,7 @@ impl CniResult {
             }
             out.insert(key.into(), o);
         }
-        if !self.dns.is_empty() {
-            out.insert("dns".into(), json!(self.dns));
-        }
+        out.insert("dns".into(), json!(self.dns));
         Ok(Value::Object(out))
     }
 }
@@ -418,6 +415,14 @@ mod tests {
         assert_eq!(CniResult::parse(&v, "1.0.0").unwrap_err().code, 6);
         let v = json!({"cniVersion": "9.9.9"});
         assert_eq!(CniResult::parse(&v, "1.0.0").unwrap_err().code, 1);
+    }
+
+    #[test]
+    fn empty_dns_is_written_as_the_reference_does() {
+        for ver in version::SUPPORTED {
+            let v = CniResult::default().to_version(ver).unwrap();
+            assert_eq!(v["dns"], json!({}), "{ver}");
+        }
     }
 
     #[test]
