@@ -31,6 +31,8 @@ pub mod codes {
     pub const ADDRESS_EXHAUSTED: u32 = 100;
     /// corral: CHECK found the attachment differs from its prevResult or its recorded state.
     pub const CHECK_MISMATCH: u32 = 101;
+    /// corral: a host port is owned by another live attachment (portmap ADD).
+    pub const HOST_PORT_IN_USE: u32 = 102;
     /// An unexpected failure the spec has no code for (kernel refused an operation).
     pub const INTERNAL: u32 = 999;
 }
