@@ -89,10 +89,20 @@ impl NetConf {
     }
 }
 
-/// Decodes a plugin's typed config from stdin bytes; malformed JSON or a wrongly typed value is code 6.
+/// Decodes a plugin's typed config from stdin bytes; malformed JSON or a wrongly typed value is code 6, and
+/// the message names the key (`ipam.ranges[0][0].subnet`) when the JSON itself was well formed.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, CniError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| CniError::decode(format!("cannot decode {what}")).with_details(e))
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if path == "." || inner.is_syntax() || inner.is_eof() {
+            format!("cannot decode {what}")
+        } else {
+            format!("cannot decode {what}: bad value for \"{path}\"")
+        };
+        CniError::decode(msg).with_details(inner)
+    })
 }
 
 #[cfg(test)]
@@ -146,6 +156,19 @@ mod tests {
         assert_eq!(c.args_cni("ips").unwrap()[0], "10.0.0.9");
         assert_eq!(c.runtime("mac").unwrap(), "c2:11:22:33:44:55");
         assert!(c.runtime("ips").is_none());
+    }
+
+    #[test]
+    fn decode_error_names_the_key() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Conf {
+            #[allow(dead_code)]
+            mtu: u32,
+        }
+        let e = decode::<Conf>(br#"{"mtu": "big"}"#, "config").unwrap_err();
+        assert_eq!(e.code, 6);
+        assert!(e.msg.contains("\"mtu\""), "{e}");
+        assert!(e.details.contains("big"), "{e}");
     }
 
     #[test]
