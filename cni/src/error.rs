@@ -152,6 +152,23 @@ impl fmt::Display for CniError {
 
 impl std::error::Error for CniError {}
 
+/// One error from many (DEL and GC keep going past failures): the first one's code and message, every other
+/// error appended to its details. No errors is success.
+pub fn combine(errors: Vec<CniError>) -> Result<(), CniError> {
+    let mut it = errors.into_iter();
+    let Some(first) = it.next() else { return Ok(()) };
+    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
+    if rest.is_empty() {
+        return Err(first);
+    }
+    let details = if first.details.is_empty() {
+        rest.join("; ")
+    } else {
+        format!("{}; {}", first.details, rest.join("; "))
+    };
+    Err(CniError { details, ..first })
+}
+
 /// Shorthand for results in plugins.
 pub type CniResultOf<T> = std::result::Result<T, CniError>;
 
@@ -168,6 +185,22 @@ mod tests {
         assert_eq!(j["msg"], "bad vlan");
         assert_eq!(j["details"], "vlan 9999 > 4094");
         assert_eq!(CniError::from_json(&j), Some(e));
+    }
+
+    #[test]
+    fn combine_keeps_the_first_code_and_every_message() {
+        assert_eq!(combine(vec![]), Ok(()));
+        let one = CniError::io("a");
+        assert_eq!(combine(vec![one.clone()]), Err(one));
+        let e = combine(vec![
+            CniError::io("first").with_details("why"),
+            CniError::internal("second"),
+            CniError::try_again("third"),
+        ])
+        .unwrap_err();
+        assert_eq!((e.code, e.msg.as_str()), (5, "first"));
+        assert!(e.details.starts_with("why; second"), "{}", e.details);
+        assert!(e.details.contains("third (code 11)"), "{}", e.details);
     }
 
     #[test]

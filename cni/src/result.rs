@@ -154,6 +154,25 @@ impl CniResult {
         }
     }
 
+    /// The routes as they go into the container: a route without `gw` goes via the gateway of the first
+    /// address of its family that has one, as the reference's `ipam.ConfigureIface` does; with no such
+    /// gateway it stays on-link. The result itself keeps the routes as IPAM returned them.
+    pub fn routes_via_family_gateways(&self) -> Vec<Route> {
+        let gateway_of = |v4: bool| {
+            self.ips
+                .iter()
+                .filter(|i| i.address.addr().is_ipv4() == v4)
+                .find_map(|i| i.gateway)
+        };
+        self.routes
+            .iter()
+            .map(|r| Route {
+                gw: r.gw.or_else(|| gateway_of(r.dst.addr().is_ipv4())),
+                ..r.clone()
+            })
+            .collect()
+    }
+
     /// Writes the result in the requested version. Fails (code 1) for versions that cannot carry it, such as
     /// two addresses of one family in 0.2.0.
     pub fn to_version(&self, ver: &str) -> Result<Value, CniError> {
@@ -332,6 +351,43 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    #[test]
+    fn routes_without_gateway_go_via_their_family_gateway() {
+        let r = CniResult {
+            ips: vec![
+                IpConfig {
+                    address: "10.1.0.5/24".parse().unwrap(),
+                    gateway: None,
+                    interface: None,
+                },
+                IpConfig {
+                    address: "10.2.0.5/24".parse().unwrap(),
+                    gateway: Some("10.2.0.1".parse().unwrap()),
+                    interface: None,
+                },
+            ],
+            routes: vec![
+                Route::new("0.0.0.0/0".parse().unwrap(), None),
+                Route::new(
+                    "192.168.0.0/16".parse().unwrap(),
+                    Some("10.1.0.254".parse().unwrap()),
+                ),
+                Route::new("fd00::/8".parse().unwrap(), None),
+            ],
+            ..Default::default()
+        };
+        let gws: Vec<Option<IpAddr>> = r.routes_via_family_gateways().iter().map(|r| r.gw).collect();
+        assert_eq!(
+            gws,
+            vec![
+                Some("10.2.0.1".parse().unwrap()),
+                Some("10.1.0.254".parse().unwrap()),
+                None
+            ]
+        );
+        assert_eq!(r.routes[0].gw, None, "the result keeps IPAM's routes");
     }
 
     #[test]
