@@ -162,6 +162,13 @@ impl Netlink {
         self.get_one(req, "get link", || link_label(index))
     }
 
+    /// The link whose hardware address is `mac` (the lowest index when several share it), or `None`.
+    pub fn link_by_mac(&self, mac: [u8; 6]) -> Result<Option<LinkInfo>> {
+        let mut links = self.links()?;
+        links.sort_by_key(|l| l.index);
+        Ok(links.into_iter().find(|l| l.mac == Some(mac)))
+    }
+
     /// Every link in the netns.
     pub fn links(&self) -> Result<Vec<LinkInfo>> {
         let req = self.handle().link().get().execute();
