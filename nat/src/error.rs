@@ -11,6 +11,8 @@ pub const CODE_IO: u32 = 5;
 pub const CODE_NOT_AVAILABLE: u32 = 50;
 /// CNI error code for invalid network config or data.
 pub const CODE_INVALID: u32 = 7;
+/// corral's plugin-specific code: a host port is owned by another live attachment.
+pub const CODE_PORT_IN_USE: u32 = 102;
 /// CNI error code for anything else.
 pub const CODE_OTHER: u32 = 999;
 
@@ -103,6 +105,14 @@ pub enum NatError {
         /// The attachment (`network/container/ifname`).
         owner: String,
     },
+    /// ADD asked for a host port that another attachment, whose netns still exists, owns.
+    #[error("host port {port} is in use by {owner}")]
+    PortInUse {
+        /// The contested host port (`tcp 8080 on all IPv4 addresses`).
+        port: String,
+        /// The attachment that owns it (`network/container/ifname`).
+        owner: String,
+    },
     /// Several independent operations failed (GC keeps going and reports them all).
     #[error("{} NAT operations failed: {}", .0.len(), join(.0))]
     Multiple(Vec<NatError>),
@@ -117,7 +127,8 @@ fn join(errors: &[NatError]) -> String {
 }
 
 impl NatError {
-    /// The CNI error code for this error: 11 lock timeout, 5 I/O, 50 nft unusable, 7 invalid data, 999 otherwise.
+    /// The CNI error code for this error: 11 lock timeout, 5 I/O, 50 nft unusable, 7 invalid data, 102 host port
+    /// in use, 999 otherwise.
     /// A list of errors takes the code of its first member.
     pub fn code(&self) -> u32 {
         match self {
@@ -125,6 +136,7 @@ impl NatError {
             Self::Io { .. } => CODE_IO,
             Self::NftUnavailable { .. } | Self::NftUnusable { .. } => CODE_NOT_AVAILABLE,
             Self::InvalidRecord { .. } | Self::InvalidData { .. } => CODE_INVALID,
+            Self::PortInUse { .. } => CODE_PORT_IN_USE,
             Self::NftFailed { .. }
             | Self::NftOutput { .. }
             | Self::Missing { .. }

@@ -8,29 +8,84 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::element::{Element, Set};
-use crate::model::parse_mac;
+use crate::model::{parse_mac, Protocol};
 
-/// Every element of corral's sets found in one table listing (`{"nftables": [...]}`).
+/// Per-element counters (maps declared with `counter`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Packets that matched the element (for DNAT maps: the first packet of each connection).
+    pub packets: u64,
+    /// Bytes of those packets.
+    pub bytes: u64,
+}
+
+/// Every element of corral's sets and maps found in one table listing (`{"nftables": [...]}`).
 pub fn parse_elements(listing: &Value) -> Vec<Element> {
+    parse_counted(listing).into_iter().map(|(e, _)| e).collect()
+}
+
+/// Like [`parse_elements`], with each element's counters when the set has them.
+pub fn parse_counted(listing: &Value) -> Vec<(Element, Option<Counters>)> {
     let Some(objects) = listing.get("nftables").and_then(Value::as_array) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for set in objects.iter().filter_map(|o| o.get("set")) {
-        let Some(kind) = set.get("name").and_then(Value::as_str).and_then(set_by_name) else {
-            continue;
-        };
-        let family = set.get("family").and_then(Value::as_str);
-        if family != Some(kind.table().family()) {
-            continue;
-        }
+    for (kind, set) in objects.iter().filter_map(declared_set) {
         for elem in set.get("elem").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(element) = parse_element(kind, unwrap_elem(elem)) {
-                out.push(element);
-            }
+            let parsed = if kind.is_map() {
+                // A map element is `[key, data]`; the key carries the comment and counters.
+                match elem.as_array().map(Vec::as_slice) {
+                    Some([key, data]) => {
+                        parse_host_port(kind, unwrap_elem(key), data).map(|e| (e, counters(key)))
+                    }
+                    _ => None,
+                }
+            } else {
+                parse_element(kind, unwrap_elem(elem)).map(|e| (e, counters(elem)))
+            };
+            out.extend(parsed);
         }
     }
     out
+}
+
+/// `(which set, its JSON)` for a `set` or `map` object of ours in the right family.
+fn declared_set(object: &Value) -> Option<(Set, &Value)> {
+    let (set, is_map) = match (object.get("set"), object.get("map")) {
+        (Some(set), _) => (set, false),
+        (None, Some(map)) => (map, true),
+        _ => return None,
+    };
+    let kind = set.get("name").and_then(Value::as_str).and_then(set_by_name)?;
+    let family = set.get("family").and_then(Value::as_str);
+    (family == Some(kind.table().family()) && kind.is_map() == is_map).then_some((kind, set))
+}
+
+fn counters(elem: &Value) -> Option<Counters> {
+    let c = elem.get("elem")?.get("counter")?;
+    Some(Counters {
+        packets: c.get("packets")?.as_u64()?,
+        bytes: c.get("bytes")?.as_u64()?,
+    })
+}
+
+fn parse_host_port(set: Set, key: &Value, data: &Value) -> Option<Element> {
+    let parts = key.get("concat")?.as_array()?;
+    let (proto, host_ip, port) = match (set, parts.as_slice()) {
+        (Set::HostPorts4 | Set::HostPorts6, [proto, port]) => (proto, None, port),
+        (Set::HostIpPorts4 | Set::HostIpPorts6, [proto, ip, port]) => {
+            (proto, Some(ip.as_str()?.parse::<IpAddr>().ok()?), port)
+        }
+        _ => return None,
+    };
+    let [dest, dest_port] = concat2(data)?;
+    Some(Element::HostPort {
+        protocol: Protocol::parse(proto.as_str()?)?,
+        host_ip,
+        port: u16::try_from(port.as_u64()?).ok()?,
+        dest: dest.as_str()?.parse().ok()?,
+        dest_port: u16::try_from(dest_port.as_u64()?).ok()?,
+    })
 }
 
 /// Names of the objects of one kind (`"set"`, `"chain"`, `"map"`) in a listing.
@@ -54,6 +109,14 @@ fn unwrap_elem(value: &Value) -> &Value {
 
 fn parse_element(set: Set, value: &Value) -> Option<Element> {
     match set {
+        Set::HostPorts4 | Set::HostIpPorts4 | Set::HostPorts6 | Set::HostIpPorts6 => None,
+        Set::DnatMasq4 | Set::DnatMasq6 => {
+            let [source, dest] = concat2(value)?;
+            Some(Element::DnatMasq {
+                source: parse_net(source)?,
+                dest: dest.as_str()?.parse().ok()?,
+            })
+        }
         Set::MasqSrc4 | Set::MasqSrc6 => Some(Element::MasqSource(value.as_str()?.parse().ok()?)),
         Set::MasqSkip4 | Set::MasqSkip6 => {
             let [ip, subnet] = concat2(value)?;
@@ -144,6 +207,59 @@ mod tests {
         );
         assert_eq!(object_names(&bridge, "set"), ["spoof_ports", "spoof_allowed"]);
         assert_eq!(object_names(&inet, "chain"), ["postrouting"]);
+    }
+
+    /// Verbatim nft 1.0.6 output for the port-forwarding maps and the DNAT masquerade set.
+    const PORTS: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+      {"map": {"family": "inet", "name": "hostports4", "table": "corral", "type": ["inet_proto", "inet_service"],
+        "handle": 1, "map": "ipv4_addr . inet_service", "elem": [[{"elem": {"val": {"concat": ["tcp", 8080]},
+        "comment": "n/c/eth0", "counter": {"packets": 3, "bytes": 180}}}, {"concat": ["10.88.0.2", 80]}]],
+        "stmt": [{"counter": null}]}},
+      {"map": {"family": "inet", "name": "hostip_ports4", "table": "corral", "type": ["inet_proto", "ipv4_addr",
+        "inet_service"], "handle": 2, "map": "ipv4_addr . inet_service", "elem": [[{"concat": ["udp", "10.0.0.1",
+        53]}, {"concat": ["10.88.0.2", 5353]}]]}},
+      {"map": {"family": "inet", "name": "hostports6", "table": "corral", "type": ["inet_proto", "inet_service"],
+        "handle": 3, "map": "ipv6_addr . inet_service", "elem": [[{"elem": {"val": {"concat": ["sctp", 9]},
+        "counter": {"packets": 0, "bytes": 0}}}, {"concat": ["fd00::2", 9]}]]}},
+      {"set": {"family": "inet", "name": "dnat_masq4", "table": "corral", "type": ["ipv4_addr", "ipv4_addr"],
+        "handle": 5, "flags": ["interval"], "elem": [{"elem": {"val": {"concat": [{"prefix": {"addr":
+        "10.88.0.0", "len": 16}}, "10.88.0.2"]}, "comment": "x"}}, {"concat": [{"prefix": {"addr": "127.0.0.0",
+        "len": 8}}, "10.88.0.2"]}]}},
+      {"set": {"family": "inet", "name": "hostports4", "table": "corral", "elem": ["10.0.0.1"]}}]}"#;
+
+    #[test]
+    fn parses_port_maps_with_counters() {
+        let v: Value = serde_json::from_str(PORTS).unwrap();
+        let got: Vec<(String, Option<Counters>)> = parse_counted(&v)
+            .into_iter()
+            .map(|(e, c)| (e.to_string(), c))
+            .collect();
+        let c = |packets, bytes| Some(Counters { packets, bytes });
+        assert_eq!(
+            got,
+            [
+                (
+                    "inet corral hostports4 { tcp . 8080 : 10.88.0.2 . 80 }".to_owned(),
+                    c(3, 180)
+                ),
+                (
+                    "inet corral hostip_ports4 { udp . 10.0.0.1 . 53 : 10.88.0.2 . 5353 }".to_owned(),
+                    None
+                ),
+                (
+                    "inet corral hostports6 { sctp . 9 : fd00::2 . 9 }".to_owned(),
+                    c(0, 0)
+                ),
+                (
+                    "inet corral dnat_masq4 { 10.88.0.0/16 . 10.88.0.2 }".to_owned(),
+                    None
+                ),
+                (
+                    "inet corral dnat_masq4 { 127.0.0.0/8 . 10.88.0.2 }".to_owned(),
+                    None
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -7,13 +7,16 @@
 //! comes from the per-attachment JSON records of [`store`], never from rule text; [`inspect`] reads the kernel
 //! back for CHECK. [`manager::NatManager`] ties them together.
 //!
-//! Later port mappings (DNAT maps keyed by `proto . hostIP . hostPort`) become more [`element::Element`]
-//! variants and more skeleton objects in the same table and the same transaction.
+//! Port forwarding (the portmap plugin) lives in the same `table inet corral`: DNAT maps keyed by
+//! `proto . [hostIP .] hostPort`, a set of DNATed connections to masquerade, and one owner per host port.
+//! Records are per `(owner, source)`, so the bridge's and portmap's state for one attachment stay apart.
+//! [`listing`] joins the kernel's maps with the records for `list-nat`. See docs/nat.md.
 
 pub mod backend;
 pub mod element;
 pub mod error;
 pub mod inspect;
+pub mod listing;
 pub mod manager;
 pub mod model;
 pub mod plan;
@@ -22,7 +25,11 @@ pub mod store;
 pub use backend::{NftBackend, NftCli};
 pub use element::{Claims, Element, Set, Table};
 pub use error::NatError;
-pub use manager::{NatManager, ReconcileReport};
-pub use model::{AttachmentRecord, MasqEntry, Owner, SpoofEntry};
+pub use inspect::Counters;
+pub use listing::{EntryState, PortEntry, PortListing};
+pub use manager::{staleness, NatManager, ReconcileReport};
+pub use model::{
+    AttachmentRecord, MasqEntry, Owner, PortForwarding, PortMapping, Protocol, Source, SpoofEntry,
+};
 pub use plan::{plan_add, plan_reconcile, plan_remove, plan_replace};
 pub use store::RecordStore;

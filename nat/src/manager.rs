@@ -1,6 +1,6 @@
-//! The NAT manager: the verbs (ADD, DEL, CHECK, GC, STATUS, reconcile) over the record store, the planner and
-//! an nft backend. Each verb holds the store lock throughout and sends at most one transaction per
-//! attachment.
+//! The NAT manager: the verbs (ADD, DEL, CHECK, GC, STATUS, reconcile, the port listing) over the record
+//! store, the planner and an nft backend. Each verb holds the store lock throughout and sends at most one
+//! transaction per attachment. A record's identity is `(owner, source)`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,8 +9,9 @@ use std::time::Duration;
 use crate::backend::NftBackend;
 use crate::element::{record_elements, Claims, Element, Table, TABLE_NAME};
 use crate::error::NatError;
-use crate::inspect::{object_names, parse_elements};
-use crate::model::{AttachmentRecord, Owner};
+use crate::inspect::{object_names, parse_counted, parse_elements};
+use crate::listing::{join_ports, PortListing};
+use crate::model::{AttachmentRecord, Owner, PortMapping, Source};
 use crate::plan::{base_chains, plan_add, plan_reconcile, plan_remove, plan_replace, Addition};
 use crate::store::{Listing, RecordStore, StoreLock};
 
@@ -32,6 +33,12 @@ pub struct ReconcileReport {
 pub struct NatManager<B> {
     store: RecordStore,
     backend: B,
+}
+
+type Key<'a> = (&'a Owner, Source);
+
+fn key(record: &AttachmentRecord) -> Key<'_> {
+    (&record.owner, record.source)
 }
 
 impl<B: NftBackend> NatManager<B> {
@@ -59,58 +66,122 @@ impl<B: NftBackend> NatManager<B> {
         &self.backend
     }
 
-    /// Records `record` and applies its elements in one transaction. A repeated ADD for the same owner replaces
-    /// the old state (removing what only the old record had). When the transaction fails, the previous record
-    /// (or none) is restored and nft's error returned. `boot_id` is filled in when empty.
+    /// Records `record` and applies its elements in one transaction. A repeated ADD for the same `(owner,
+    /// source)` replaces the old state (removing what only the old record had).
+    ///
+    /// Host ports have one owner: a port another record holds is [`NatError::PortInUse`] (code 102) while that
+    /// attachment's netns exists; a stale owner (netns gone, or another boot) loses its whole record in the
+    /// same transaction, with a warning. When the transaction fails, the previous record (or none) is restored
+    /// and nft's error returned. `boot_id` and `netns_ino` are filled in when empty.
     pub fn add(&self, record: &AttachmentRecord) -> Result<(), NatError> {
         record.validate()?;
         let mut record = record.clone();
         if record.boot_id.is_none() {
-            record.boot_id = std::fs::read_to_string(BOOT_ID).ok().map(|s| s.trim().to_owned());
+            record.boot_id = current_boot_id();
+        }
+        if record.netns_ino.is_none() {
+            record.netns_ino = record.netns.as_deref().and_then(inode);
         }
         let lock = self.store.lock()?;
-        let old = self.store.read(&lock, &record.owner)?;
-        let script = match &old {
-            Some(old) if record_elements(old) != record_elements(&record) => {
-                let claims = self.claims_except(&lock, &[&record.owner])?;
-                plan_replace(old, &record, &claims)
-            }
-            _ => plan_add(&record),
+        let old = self.store.read(&lock, &record.owner, record.source)?;
+        let stale = if record.mappings().is_empty() {
+            Vec::new()
+        } else {
+            self.port_owners_to_replace(&lock, &record)?
+        };
+        let changed = old
+            .as_ref()
+            .is_some_and(|o| record_elements(o) != record_elements(&record));
+        let script = if changed || !stale.is_empty() {
+            let mut leaving = vec![key(&record)];
+            leaving.extend(stale.iter().map(key));
+            let claims = self.claims_except(&lock, &leaving)?;
+            let olds: Vec<&AttachmentRecord> = old.iter().chain(&stale).collect();
+            plan_replace(&olds, &record, &claims)
+        } else {
+            plan_add(&record)
         };
         self.store.write(&lock, &record)?;
         if let Err(e) = self.apply(&script, &record.owner, "add") {
             let undo = match &old {
                 Some(old) => self.store.write(&lock, old),
-                None => self.store.remove(&lock, &record.owner),
+                None => self.store.remove(&lock, &record.owner, record.source),
             };
             if let Err(undo) = undo {
                 tracing::warn!(owner = %record.owner, error = %undo, "cannot restore NAT record after failed ADD");
             }
             return Err(e);
         }
+        for gone in &stale {
+            if let Err(e) = self.store.remove(&lock, &gone.owner, gone.source) {
+                tracing::warn!(owner = %gone.owner, error = %e, "cannot remove the replaced stale record");
+            }
+        }
         Ok(())
     }
 
-    /// Removes `owner`'s elements (except those another live record claims) in one transaction, then its record.
-    /// No record means nothing to do, so DEL twice succeeds. When nft fails the record is kept for a retry.
-    pub fn del(&self, owner: &Owner) -> Result<(), NatError> {
-        owner.validate()?;
-        let lock = self.store.lock()?;
-        let Some(record) = self.store.read(&lock, owner)? else {
-            return Ok(());
-        };
-        self.remove_record(&lock, &record, &[owner])
+    /// Other records holding a host port `record` wants: an error naming the first live one, else the stale ones.
+    fn port_owners_to_replace(
+        &self,
+        lock: &StoreLock,
+        record: &AttachmentRecord,
+    ) -> Result<Vec<AttachmentRecord>, NatError> {
+        let listing = self.store.list(lock, None)?;
+        for error in &listing.errors {
+            tracing::warn!(%error, "ignoring unreadable NAT record while checking host ports");
+        }
+        let boot = current_boot_id();
+        let mut stale = Vec::new();
+        for other in listing.records {
+            if key(&other) == key(record) {
+                continue;
+            }
+            let Some(contested) = first_conflict(record.mappings(), other.mappings()) else {
+                continue;
+            };
+            match staleness(&other, boot.as_deref()) {
+                None => {
+                    return Err(NatError::PortInUse {
+                        port: contested.host_side(),
+                        owner: other.owner.to_string(),
+                    })
+                }
+                Some(why) => {
+                    tracing::warn!(owner = %other.owner, port = contested.host_side(), reason = why,
+                        new_owner = %record.owner, "replacing the stale owner of a host port");
+                    stale.push(other);
+                }
+            }
+        }
+        Ok(stale)
     }
 
-    /// Verifies that every element recorded for `owner`, and each base chain they depend on, is in the kernel.
-    /// The error lists everything missing.
-    pub fn check(&self, owner: &Owner) -> Result<(), NatError> {
+    /// Removes the `(owner, source)` record's elements (except those another live record claims) in one
+    /// transaction, then the record, which is returned (`None`: nothing was recorded, so DEL twice succeeds).
+    /// When nft fails the record is kept for a retry.
+    pub fn del(&self, owner: &Owner, source: Source) -> Result<Option<AttachmentRecord>, NatError> {
         owner.validate()?;
         let lock = self.store.lock()?;
-        let record = self.store.read(&lock, owner)?.ok_or_else(|| NatError::NoRecord {
+        let Some(record) = self.store.read(&lock, owner, source)? else {
+            return Ok(None);
+        };
+        self.remove_record(&lock, &record, &[(owner, source)])?;
+        Ok(Some(record))
+    }
+
+    /// The `(owner, source)` record, if any.
+    pub fn record(&self, owner: &Owner, source: Source) -> Result<Option<AttachmentRecord>, NatError> {
+        let lock = self.store.lock()?;
+        self.store.read(&lock, owner, source)
+    }
+
+    /// Verifies that every element recorded for `(owner, source)`, and each base chain they depend on, is in
+    /// the kernel. The error lists everything missing.
+    pub fn check(&self, owner: &Owner, source: Source) -> Result<(), NatError> {
+        owner.validate()?;
+        let record = self.record(owner, source)?.ok_or_else(|| NatError::NoRecord {
             owner: owner.to_string(),
         })?;
-        drop(lock);
         let expected = record_elements(&record);
         let tables: BTreeSet<Table> = expected.iter().map(|e| e.set().table()).collect();
         let mut missing: Vec<String> = Vec::new();
@@ -141,9 +212,9 @@ impl<B: NftBackend> NatManager<B> {
         })
     }
 
-    /// Removes the records and elements of `network` whose `(container_id, ifname)` is not in `valid`. Keeps
-    /// going past failures and reports them all; unreadable records are reported, never deleted.
-    pub fn gc(&self, network: &str, valid: &[(String, String)]) -> Result<(), NatError> {
+    /// Removes the `source` records and elements of `network` whose `(container_id, ifname)` is not in
+    /// `valid`. Keeps going past failures and reports them all; unreadable records are reported, never deleted.
+    pub fn gc(&self, network: &str, source: Source, valid: &[(String, String)]) -> Result<(), NatError> {
         let lock = self.store.lock()?;
         let mut errors = Vec::new();
         let listing = self.store.list(&lock, Some(network))?;
@@ -153,11 +224,15 @@ impl<B: NftBackend> NatManager<B> {
                 .iter()
                 .any(|(id, ifname)| *id == o.container_id && *ifname == o.ifname)
         };
-        let stale: Vec<&AttachmentRecord> = listing.records.iter().filter(|r| !is_valid(&r.owner)).collect();
-        let stale_owners: Vec<&Owner> = stale.iter().map(|r| &r.owner).collect();
+        let stale: Vec<&AttachmentRecord> = listing
+            .records
+            .iter()
+            .filter(|r| r.source == source && !is_valid(&r.owner))
+            .collect();
+        let leaving: Vec<Key<'_>> = stale.iter().map(|r| key(r)).collect();
         for record in &stale {
-            tracing::debug!(owner = %record.owner, "gc: removing stale NAT state");
-            if let Err(e) = self.remove_record(&lock, record, &stale_owners) {
+            tracing::debug!(owner = %record.owner, %source, "gc: removing stale NAT state");
+            if let Err(e) = self.remove_record(&lock, record, &leaving) {
                 errors.push(e);
             }
         }
@@ -189,7 +264,7 @@ impl<B: NftBackend> NatManager<B> {
         })
     }
 
-    /// Every record on disk (for `list-nat`), with errors for unreadable ones.
+    /// Every record on disk, with errors for unreadable ones.
     pub fn records(&self) -> Result<Listing, NatError> {
         let lock = self.store.lock()?;
         self.store.list(&lock, None)
@@ -206,27 +281,41 @@ impl<B: NftBackend> NatManager<B> {
         Ok(out)
     }
 
-    /// One transaction removing `record`'s unclaimed elements, then its file. `leaving` are the owners whose
+    /// For `list-nat`: every port mapping in the kernel (one `nft -j list table inet corral`) joined with the
+    /// records, so each entry names its owner, plus drift both ways and per-element counters.
+    pub fn list_ports(&self) -> Result<PortListing, NatError> {
+        let records = self.records()?;
+        let kernel = self.backend.list_table(Table::Inet.family(), TABLE_NAME)?;
+        let table_present = kernel.is_some();
+        let counted = kernel.as_ref().map(parse_counted).unwrap_or_default();
+        Ok(PortListing {
+            entries: join_ports(&records.records, counted),
+            unreadable: records.errors,
+            table_present,
+        })
+    }
+
+    /// One transaction removing `record`'s unclaimed elements, then its file. `leaving` are the records whose
     /// claims do not count (the record itself, and in GC every record being collected).
     fn remove_record(
         &self,
         lock: &StoreLock,
         record: &AttachmentRecord,
-        leaving: &[&Owner],
+        leaving: &[Key<'_>],
     ) -> Result<(), NatError> {
         let claims = self.claims_except(lock, leaving)?;
         self.apply(&plan_remove(record, &claims), &record.owner, "del")?;
-        self.store.remove(lock, &record.owner)
+        self.store.remove(lock, &record.owner, record.source)
     }
 
     /// Claims of every readable record except `leaving`. An unreadable record claims nothing.
-    fn claims_except(&self, lock: &StoreLock, leaving: &[&Owner]) -> Result<Claims, NatError> {
+    fn claims_except(&self, lock: &StoreLock, leaving: &[Key<'_>]) -> Result<Claims, NatError> {
         let listing = self.store.list(lock, None)?;
         for error in &listing.errors {
             tracing::warn!(%error, "ignoring unreadable NAT record");
         }
         Ok(Claims::from_records(
-            listing.records.iter().filter(|r| !leaving.contains(&&r.owner)),
+            listing.records.iter().filter(|r| !leaving.contains(&key(r))),
         ))
     }
 
@@ -239,6 +328,37 @@ impl<B: NftBackend> NatManager<B> {
     }
 }
 
+/// The first of `ours` that wants a host port one of `theirs` holds.
+fn first_conflict<'a>(ours: &'a [PortMapping], theirs: &[PortMapping]) -> Option<&'a PortMapping> {
+    ours.iter().find(|m| theirs.iter().any(|t| t.conflicts_with(m)))
+}
+
+/// Why `record`'s attachment is certainly gone (recorded in another boot, netns path missing or naming another
+/// namespace), or `None` when it may be alive (including when nothing was recorded to tell).
+pub fn staleness(record: &AttachmentRecord, current_boot: Option<&str>) -> Option<&'static str> {
+    if let (Some(theirs), Some(now)) = (record.boot_id.as_deref(), current_boot) {
+        if theirs != now {
+            return Some("recorded in an earlier boot");
+        }
+    }
+    let path = record.netns.as_deref()?;
+    match inode(path) {
+        None => Some("its netns no longer exists"),
+        Some(ino) if record.netns_ino.is_some_and(|r| r != ino) => {
+            Some("its netns path now names another namespace")
+        }
+        Some(_) => None,
+    }
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    nix::sys::stat::stat(path).ok().map(|s| s.st_ino)
+}
+
+fn current_boot_id() -> Option<String> {
+    std::fs::read_to_string(BOOT_ID).ok().map(|s| s.trim().to_owned())
+}
+
 fn into_result(mut errors: Vec<NatError>) -> Result<(), NatError> {
     match errors.len() {
         0 => Ok(()),
@@ -248,215 +368,4 @@ fn into_result(mut errors: Vec<NatError>) -> Result<(), NatError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-    use crate::backend::testing::FakeBackend;
-    use crate::model::{MasqEntry, SpoofEntry};
-
-    fn record(container: &str, ip: &str) -> AttachmentRecord {
-        let mut r = AttachmentRecord::new(Owner::new("net1", container, "eth0"));
-        r.masq = vec![MasqEntry {
-            ip: ip.parse().unwrap(),
-            subnet: "10.88.0.0/16".parse().unwrap(),
-        }];
-        r
-    }
-
-    fn manager() -> (tempfile::TempDir, FakeBackend, NatManager<FakeBackend>) {
-        let dir = tempfile::tempdir().unwrap();
-        let fake = FakeBackend::new();
-        let m = NatManager::new(dir.path(), fake.clone());
-        (dir, fake, m)
-    }
-
-    #[test]
-    fn add_writes_record_and_applies_one_transaction() {
-        let (_dir, fake, m) = manager();
-        let r = record("aaaa", "10.88.0.2");
-        m.add(&r).unwrap();
-        assert_eq!(fake.scripts(), [plan_add(&r)]);
-        let lock = m.store().lock().unwrap();
-        let stored = m.store().read(&lock, &r.owner).unwrap().unwrap();
-        assert_eq!(stored.masq, r.masq);
-    }
-
-    #[test]
-    fn failed_add_leaves_no_record_and_keeps_nft_stderr() {
-        let (_dir, fake, m) = manager();
-        fake.fail_apply(Some("Error: Could not process rule: File exists"));
-        let r = record("aaaa", "10.88.0.2");
-        let err = m.add(&r).unwrap_err();
-        assert!(err.to_string().contains("File exists"), "{err}");
-        assert!(m.records().unwrap().records.is_empty());
-    }
-
-    #[test]
-    fn failed_re_add_restores_the_previous_record() {
-        let (_dir, fake, m) = manager();
-        let old = record("aaaa", "10.88.0.2");
-        m.add(&old).unwrap();
-        fake.fail_apply(Some("boom"));
-        m.add(&record("aaaa", "10.88.0.7")).unwrap_err();
-        assert_eq!(m.records().unwrap().records[0].masq, old.masq);
-    }
-
-    #[test]
-    fn re_add_with_new_address_replaces_in_one_transaction() {
-        let (_dir, fake, m) = manager();
-        let old = record("aaaa", "10.88.0.2");
-        let new = record("aaaa", "10.88.0.7");
-        m.add(&old).unwrap();
-        m.add(&new).unwrap();
-        assert_eq!(fake.scripts()[1], plan_replace(&old, &new, &Claims::default()));
-    }
-
-    #[test]
-    fn del_removes_record_and_twice_is_ok() {
-        let (_dir, fake, m) = manager();
-        let r = record("aaaa", "10.88.0.2");
-        m.add(&r).unwrap();
-        m.del(&r.owner).unwrap();
-        m.del(&r.owner).unwrap();
-        assert_eq!(fake.scripts().len(), 2, "second DEL sends nothing");
-        assert_eq!(fake.scripts()[1], plan_remove(&r, &Claims::default()));
-        assert!(m.records().unwrap().records.is_empty());
-    }
-
-    #[test]
-    fn del_keeps_elements_another_owner_claims() {
-        let (_dir, fake, m) = manager();
-        let a = record("aaaa", "10.88.0.2");
-        let b = record("bbbb", "10.88.0.2");
-        m.add(&a).unwrap();
-        m.add(&b).unwrap();
-        m.del(&a.owner).unwrap();
-        assert_eq!(
-            fake.scripts().len(),
-            2,
-            "nothing of A's is unclaimed, so no transaction"
-        );
-        m.del(&b.owner).unwrap();
-        assert!(fake.scripts()[2].contains("delete element inet corral masq_src4 { 10.88.0.2 }"));
-    }
-
-    #[test]
-    fn failed_del_keeps_the_record_for_a_retry() {
-        let (_dir, fake, m) = manager();
-        let r = record("aaaa", "10.88.0.2");
-        m.add(&r).unwrap();
-        fake.fail_apply(Some("boom"));
-        m.del(&r.owner).unwrap_err();
-        assert_eq!(m.records().unwrap().records.len(), 1);
-        fake.fail_apply(None);
-        m.del(&r.owner).unwrap();
-        assert!(m.records().unwrap().records.is_empty());
-    }
-
-    #[test]
-    fn check_names_missing_elements_and_chains() {
-        let (_dir, fake, m) = manager();
-        let mut r = record("aaaa", "10.88.0.2");
-        r.spoof = Some(SpoofEntry {
-            host_ifname: "veth0a".into(),
-            mac: [2, 0, 0, 0, 0, 2],
-        });
-        m.add(&r).unwrap();
-        let err = m.check(&r.owner).unwrap_err().to_string();
-        assert!(
-            err.contains("table inet corral") && err.contains("table bridge corral"),
-            "{err}"
-        );
-        fake.set_table(
-            "inet",
-            "corral",
-            json!({"nftables": [
-            {"chain": {"family": "inet", "name": "postrouting"}},
-            {"set": {"family": "inet", "name": "masq_src4", "elem": ["10.88.0.2"]}},
-            {"set": {"family": "inet", "name": "masq_skip4", "elem": [
-                {"concat": ["10.88.0.2", {"prefix": {"addr": "10.88.0.0", "len": 16}}]}]}}]}),
-        );
-        fake.set_table(
-            "bridge",
-            "corral",
-            json!({"nftables": [
-            {"set": {"family": "bridge", "name": "spoof_ports", "elem": ["veth0a"]}}]}),
-        );
-        let err = m.check(&r.owner).unwrap_err().to_string();
-        assert!(!err.contains("masq"), "{err}");
-        assert!(err.contains("chain bridge corral prerouting"), "{err}");
-        assert!(
-            err.contains("spoof_allowed { \"veth0a\" . 02:00:00:00:00:02 }"),
-            "{err}"
-        );
-        assert!(!err.contains("spoof_ports"), "{err}");
-    }
-
-    #[test]
-    fn check_without_record_fails() {
-        let (_dir, _fake, m) = manager();
-        let err = m.check(&Owner::new("net1", "nope", "eth0")).unwrap_err();
-        assert!(matches!(err, NatError::NoRecord { .. }), "{err}");
-    }
-
-    #[test]
-    fn gc_removes_only_invalid_attachments_of_that_network() {
-        let (_dir, fake, m) = manager();
-        m.add(&record("keep", "10.88.0.2")).unwrap();
-        m.add(&record("drop", "10.88.0.3")).unwrap();
-        let mut other_net = record("other", "10.88.0.4");
-        other_net.owner.network = "net2".into();
-        m.add(&other_net).unwrap();
-        m.gc("net1", &[("keep".into(), "eth0".into())]).unwrap();
-        let owners: Vec<String> = m
-            .records()
-            .unwrap()
-            .records
-            .iter()
-            .map(|r| r.owner.to_string())
-            .collect();
-        assert_eq!(owners, ["net1/keep/eth0", "net2/other/eth0"]);
-        assert!(fake.scripts()[3].contains("delete element inet corral masq_src4 { 10.88.0.3 }"));
-    }
-
-    #[test]
-    fn gc_keeps_going_and_reports_every_failure() {
-        let (_dir, fake, m) = manager();
-        m.add(&record("a", "10.88.0.2")).unwrap();
-        m.add(&record("b", "10.88.0.3")).unwrap();
-        fake.fail_apply(Some("boom"));
-        let err = m.gc("net1", &[]).unwrap_err();
-        assert!(matches!(&err, NatError::Multiple(v) if v.len() == 2), "{err}");
-    }
-
-    #[test]
-    fn status_maps_unusable_nft_to_50() {
-        let (_dir, fake, m) = manager();
-        m.status().unwrap();
-        fake.set_unusable(true);
-        assert_eq!(m.status().unwrap_err().code(), 50);
-    }
-
-    #[test]
-    fn reconcile_re_adds_all_records_in_one_transaction() {
-        let (_dir, fake, m) = manager();
-        let a = record("a", "10.88.0.2");
-        let b = record("b", "10.88.0.3");
-        m.add(&a).unwrap();
-        m.add(&b).unwrap();
-        let report = m.reconcile().unwrap();
-        assert_eq!(report.records, 2);
-        assert_eq!(fake.scripts()[2], plan_reconcile([&a, &b]).0);
-    }
-
-    #[test]
-    fn invalid_record_is_refused_before_anything_happens() {
-        let (dir, fake, m) = manager();
-        let mut r = record("a", "10.88.0.2");
-        r.owner.network = "../escape".into();
-        assert_eq!(m.add(&r).unwrap_err().code(), 7);
-        assert!(fake.scripts().is_empty());
-        assert!(!dir.path().join("nat").exists());
-    }
-}
+mod tests;

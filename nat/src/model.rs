@@ -70,36 +70,194 @@ pub struct SpoofEntry {
     pub mac: [u8; 6],
 }
 
-/// Everything corral's NAT manager keeps for one attachment; stored as one JSON file.
+/// Which plugin wrote a record. A record's identity is `(owner, source)`: the bridge and portmap plugins keep
+/// separate records for the same attachment, and each one's DEL removes only its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The bridge plugin (ipMasq, macspoofchk).
+    #[default]
+    Bridge,
+    /// The portmap plugin (port forwarding).
+    Portmap,
+}
+
+impl Source {
+    /// Every source.
+    pub const ALL: [Source; 2] = [Self::Bridge, Self::Portmap];
+
+    /// The name used in record file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bridge => "bridge",
+            Self::Portmap => "portmap",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A transport protocol a host port can be forwarded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// Every protocol.
+    pub const ALL: [Protocol; 3] = [Self::Tcp, Self::Udp, Self::Sctp];
+
+    /// nft's (and conntrack's) name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+            Self::Sctp => "sctp",
+        }
+    }
+
+    /// Parses a protocol name, case-insensitively (`TCP`, `udp`, `Sctp`).
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str().eq_ignore_ascii_case(text))
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One forwarded host port: `protocol` traffic to `host_ip:host_port` (every local address of the container
+/// address's family when `host_ip` is `None` or unspecified) goes to `container_ip:container_port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortMapping {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Host address the port is published on; `None` (or `0.0.0.0`/`::`) for every local address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<IpAddr>,
+    /// Host port (1-65535).
+    pub host_port: u16,
+    /// Container address; its family decides which map the mapping lives in.
+    pub container_ip: IpAddr,
+    /// Container port (1-65535).
+    pub container_port: u16,
+}
+
+impl PortMapping {
+    /// The host address, with the unspecified address meaning "every address" like `None`.
+    pub fn specific_host_ip(&self) -> Option<IpAddr> {
+        self.host_ip.filter(|ip| !ip.is_unspecified())
+    }
+
+    /// Whether this mapping and `other` want the same host port: same protocol, same family, same port, and
+    /// the same host address or either on every address.
+    pub fn conflicts_with(&self, other: &PortMapping) -> bool {
+        self.protocol == other.protocol
+            && self.host_port == other.host_port
+            && self.container_ip.is_ipv4() == other.container_ip.is_ipv4()
+            && match (self.specific_host_ip(), other.specific_host_ip()) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+
+    /// `tcp 8080 on 10.0.0.1` / `tcp 8080 on all IPv4 addresses`, for messages.
+    pub fn host_side(&self) -> String {
+        match self.specific_host_ip() {
+            Some(ip) => format!("{} {} on {ip}", self.protocol, self.host_port),
+            None if self.container_ip.is_ipv4() => {
+                format!("{} {} on all IPv4 addresses", self.protocol, self.host_port)
+            }
+            None => format!("{} {} on all IPv6 addresses", self.protocol, self.host_port),
+        }
+    }
+}
+
+/// The portmap plugin's state for one attachment: the mappings and how to masquerade DNATed connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortForwarding {
+    /// The forwarded ports.
+    #[serde(default)]
+    pub mappings: Vec<PortMapping>,
+    /// The container's subnets (one per family): DNATed connections from there are masqueraded (hairpin).
+    #[serde(default)]
+    pub subnets: Vec<IpNet>,
+    /// Masquerade hairpin and localhost connections (portmap `snat`, default true).
+    #[serde(default)]
+    pub snat: bool,
+    /// Masquerade every DNATed connection to the container (portmap `masqAll`; only with `snat`).
+    #[serde(default)]
+    pub masq_all: bool,
+}
+
+/// Everything corral's NAT manager keeps for one attachment and one plugin; stored as one JSON file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AttachmentRecord {
     /// Who this state belongs to.
     pub owner: Owner,
+    /// Which plugin wrote it (part of the record's identity).
+    #[serde(default)]
+    pub source: Source,
     /// Addresses to masquerade (ipMasq).
     #[serde(default)]
     pub masq: Vec<MasqEntry>,
     /// MAC spoof check (macspoofchk).
     #[serde(default)]
     pub spoof: Option<SpoofEntry>,
+    /// Port forwarding (portmap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<PortForwarding>,
     /// The container's netns path at ADD time, for GC and diagnostics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
     /// `/proc/sys/kernel/random/boot_id` at ADD time: a record from an earlier boot has no kernel state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+    /// Inode of the netns at ADD time: a path that now names another namespace is not this attachment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_ino: Option<u64>,
 }
 
 impl AttachmentRecord {
-    /// A record with no NAT state yet.
+    /// A bridge record with no NAT state yet.
     pub fn new(owner: Owner) -> Self {
+        Self::with_source(owner, Source::Bridge)
+    }
+
+    /// A record of `source` with no NAT state yet.
+    pub fn with_source(owner: Owner, source: Source) -> Self {
         Self {
             owner,
+            source,
             masq: Vec::new(),
             spoof: None,
+            ports: None,
             netns: None,
             boot_id: None,
+            netns_ino: None,
         }
+    }
+
+    /// The port mappings (empty when there is no port forwarding).
+    pub fn mappings(&self) -> &[PortMapping] {
+        self.ports.as_ref().map_or(&[], |p| p.mappings.as_slice())
     }
 
     /// Checks the owner, that each masq address and subnet are of one family, and the host ifname.
@@ -117,8 +275,45 @@ impl AttachmentRecord {
         if let Some(spoof) = &self.spoof {
             validate_ifname("host ifname", &spoof.host_ifname)?;
         }
+        if let Some(ports) = &self.ports {
+            validate_ports(ports)?;
+        }
         Ok(())
     }
+}
+
+fn validate_ports(ports: &PortForwarding) -> Result<(), NatError> {
+    let bad = |m: &PortMapping, reason| {
+        Err(NatError::InvalidData {
+            field: "port mapping",
+            value: format!("{} to {}:{}", m.host_side(), m.container_ip, m.container_port),
+            reason,
+        })
+    };
+    for (i, m) in ports.mappings.iter().enumerate() {
+        if m.host_port == 0 || m.container_port == 0 {
+            return bad(m, "ports must be between 1 and 65535");
+        }
+        if m.host_ip.is_some_and(|h| h.is_ipv4() != m.container_ip.is_ipv4()) {
+            return bad(m, "host and container addresses are of different families");
+        }
+        if ports.mappings[..i].iter().any(|o| o != m && o.conflicts_with(m)) {
+            return bad(m, "another mapping of the same attachment uses that host port");
+        }
+    }
+    if let Some(net) = ports.subnets.iter().find(|n| {
+        !ports
+            .mappings
+            .iter()
+            .all(|m| m.container_ip.is_ipv4() != n.addr().is_ipv4() || n.contains(&m.container_ip))
+    }) {
+        return Err(NatError::InvalidData {
+            field: "container subnet",
+            value: net.to_string(),
+            reason: "does not contain the container address of its family",
+        });
+    }
+    Ok(())
 }
 
 /// Formats a MAC the way nft prints `ether_addr` values.
@@ -222,8 +417,11 @@ mod tests {
                 host_ifname: "veth1a2b".into(),
                 mac: [2, 0x11, 0x22, 0x33, 0x44, 0xaa],
             }),
+            ports: None,
             netns: None,
             boot_id: None,
+            netns_ino: None,
+            source: Source::Bridge,
         }
     }
 

@@ -21,7 +21,8 @@ use crate::model::AttachmentRecord;
 /// nft's limit on a comment (`NFTNL_UDATA_COMMENT_MAXLEN`).
 const COMMENT_MAX: usize = 128;
 
-/// A base chain of corral's: its declaration and its static rules (rewritten on every transaction).
+/// A chain of corral's: its declaration (empty for a regular chain) and its static rules (rewritten on every
+/// transaction).
 struct BaseChain {
     table: Table,
     name: &'static str,
@@ -29,13 +30,60 @@ struct BaseChain {
     rules: &'static [&'static str],
 }
 
-/// Masquerade a container address unless the destination is multicast or in the container's own subnet
-/// (the reference plugin's semantics), with one set lookup per packet whatever the number of containers.
+/// Port forwarding: one map lookup per family and kind (specific host address first, then every local
+/// address). A key missing from a map ends the rule without a verdict, so the next rule is tried.
+/// `meta l4proto { tcp, udp, sctp }` gives nft the transport context a DNAT with a port needs.
+const HOSTPORTS: BaseChain = BaseChain {
+    table: Table::Inet,
+    name: "hostports",
+    declaration: "",
+    rules: &[
+        "meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . ip daddr . th dport map @hostip_ports4",
+        "meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport map @hostports4",
+        "meta l4proto { tcp, udp, sctp } dnat ip6 to meta l4proto . ip6 daddr . th dport map @hostip_ports6",
+        "meta l4proto { tcp, udp, sctp } dnat ip6 to meta l4proto . th dport map @hostports6",
+    ],
+};
+
+/// Traffic arriving for a local address (the reference gates hostIP mappings the same way since v1.9.0: a
+/// hostIP that is not local must not capture forwarded traffic).
+const PREROUTING: BaseChain = BaseChain {
+    table: Table::Inet,
+    name: "prerouting",
+    declaration: "type nat hook prerouting priority dstnat; policy accept;",
+    rules: &["fib daddr type local jump hostports"],
+};
+
+/// Node-originated traffic, including to 127.0.0.1. nft 1.0.6 accepts the `dstnat` keyword only in
+/// prerouting, so the number (-100) is spelled out.
+const OUTPUT: BaseChain = BaseChain {
+    table: Table::Inet,
+    name: "output",
+    declaration: "type nat hook output priority -100; policy accept;",
+    rules: &["fib daddr type local jump hostports"],
+};
+
+/// The CVE-2020-8558 guard that goes with `route_localnet=1`: a packet for 127.0.0.0/8 that arrived on a
+/// real interface is dropped unless it belongs to a DNATed connection (the replies of localhost → container).
+/// `ct status & dnat == 0` and not `ct status != dnat`: nft 1.0.6 compiles the latter into a comparison of
+/// the whole status word, which would drop everything. nft prints it back as `ct status ! dnat`.
+const INPUT: BaseChain = BaseChain {
+    table: Table::Inet,
+    name: "input",
+    declaration: "type filter hook input priority 0; policy accept;",
+    rules: &["iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop"],
+};
+
+/// DNATed connections listed in `dnat_masq*` are masqueraded (hairpin, localhost, masqAll); then container
+/// addresses are masqueraded unless the destination is multicast or in the container's own subnet (the
+/// reference plugin's ipMasq semantics), with one set lookup per packet whatever the number of containers.
 const POSTROUTING: BaseChain = BaseChain {
     table: Table::Inet,
     name: "postrouting",
     declaration: "type nat hook postrouting priority srcnat; policy accept;",
     rules: &[
+        "ct status dnat ip saddr . ip daddr @dnat_masq4 masquerade",
+        "ct status dnat ip6 saddr . ip6 daddr @dnat_masq6 masquerade",
         "ip daddr 224.0.0.0/4 return",
         "ip6 daddr ff00::/8 return",
         "ip saddr . ip daddr @masq_skip4 return",
@@ -54,7 +102,15 @@ const SPOOF_PREROUTING: BaseChain = BaseChain {
     rules: &["iifname @spoof_ports iifname . ether saddr != @spoof_allowed drop"],
 };
 
-const CHAINS: [BaseChain; 2] = [POSTROUTING, SPOOF_PREROUTING];
+/// In declaration order: a chain is declared before the rules that jump to it.
+const CHAINS: [BaseChain; 6] = [
+    HOSTPORTS,
+    PREROUTING,
+    OUTPUT,
+    INPUT,
+    POSTROUTING,
+    SPOOF_PREROUTING,
+];
 
 /// Names of the base chains the skeleton keeps in `table` (CHECK verifies they exist).
 pub fn base_chains(table: Table) -> Vec<&'static str> {
@@ -86,12 +142,18 @@ pub fn plan_remove(record: &AttachmentRecord, still_claimed: &Claims) -> String 
     plan_transaction(&[], &removals)
 }
 
-/// Moves an attachment from `old` to `new` in one transaction: removes what only `old` had (unless claimed by
-/// another record), then adds `new`.
-pub fn plan_replace(old: &AttachmentRecord, new: &AttachmentRecord, still_claimed: &Claims) -> String {
+/// Moves state to `new` in one transaction: removes what only the `old` records had (the attachment's previous
+/// record, and stale owners of its host ports), unless another record claims it, then adds `new`.
+pub fn plan_replace(old: &[&AttachmentRecord], new: &AttachmentRecord, still_claimed: &Claims) -> String {
     let adds = additions(new);
     let keep: Vec<Element> = adds.iter().map(|a| a.element.clone()).collect();
-    let removals = removable(record_elements(old), &keep, still_claimed);
+    let mut removals: Vec<Element> = Vec::new();
+    for element in old.iter().flat_map(|r| record_elements(r)) {
+        if !removals.contains(&element) {
+            removals.push(element);
+        }
+    }
+    let removals = removable(removals, &keep, still_claimed);
     plan_transaction(&adds, &removals)
 }
 
@@ -102,16 +164,18 @@ pub fn plan_reconcile<'a>(
     records: impl IntoIterator<Item = &'a AttachmentRecord>,
 ) -> (String, Vec<Addition>) {
     let mut planned: Vec<Addition> = Vec::new();
+    let mut seen = Claims::default();
     let mut conflicts = Vec::new();
     for record in records {
         for addition in additions(record) {
-            if planned.iter().any(|p| p.element == addition.element) {
+            if seen.contains(&addition.element) {
                 continue;
             }
-            if planned.iter().any(|p| p.element.overlaps(&addition.element)) {
+            if seen.covers(&addition.element) {
                 conflicts.push(addition);
                 continue;
             }
+            seen.insert(addition.element.clone());
             planned.push(addition);
         }
     }
@@ -132,20 +196,17 @@ pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> String 
         push_skeleton(&mut script, *table);
     }
     for set in Set::ALL {
-        let keys: Vec<String> = removals
-            .iter()
-            .filter(|e| e.set() == set)
-            .map(Element::key)
-            .collect();
-        if !keys.is_empty() {
-            let keys = keys.join(", ");
+        let ours: Vec<&Element> = removals.iter().filter(|e| e.set() == set).collect();
+        if !ours.is_empty() {
+            let full: Vec<String> = ours.iter().map(|e| e.text(None)).collect();
+            let keys: Vec<String> = ours.iter().map(|e| e.key()).collect();
             push_line(
                 &mut script,
-                format_args!("add element {} {{ {keys} }}", set_ref(set)),
+                format_args!("add element {} {{ {} }}", set_ref(set), full.join(", ")),
             );
             push_line(
                 &mut script,
-                format_args!("delete element {} {{ {keys} }}", set_ref(set)),
+                format_args!("delete element {} {{ {} }}", set_ref(set), keys.join(", ")),
             );
         }
     }
@@ -153,7 +214,7 @@ pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> String 
         let keys: Vec<String> = additions
             .iter()
             .filter(|a| a.element.set() == set)
-            .map(|a| format!("{} comment \"{}\"", a.element.key(), a.comment))
+            .map(|a| a.element.text(Some(&a.comment)))
             .collect();
         if !keys.is_empty() {
             push_line(
@@ -190,18 +251,22 @@ fn push_skeleton(script: &mut String, table: Table) {
     for set in Set::ALL.into_iter().filter(|s| s.table() == table) {
         push_line(
             script,
-            format_args!("add set {} {{ {} }}", set_ref(set), set.declaration()),
+            format_args!("add {} {} {{ {} }}", set.kind(), set_ref(set), set.declaration()),
         );
     }
     for chain in CHAINS.iter().filter(|c| c.table == table) {
         let name = chain.name;
-        push_line(
-            script,
-            format_args!(
-                "add chain {family} {TABLE_NAME} {name} {{ {} }}",
-                chain.declaration
-            ),
-        );
+        if chain.declaration.is_empty() {
+            push_line(script, format_args!("add chain {family} {TABLE_NAME} {name}"));
+        } else {
+            push_line(
+                script,
+                format_args!(
+                    "add chain {family} {TABLE_NAME} {name} {{ {} }}",
+                    chain.declaration
+                ),
+            );
+        }
         push_line(script, format_args!("flush chain {family} {TABLE_NAME} {name}"));
         for rule in chain.rules {
             push_line(
@@ -253,7 +318,7 @@ mod tests {
     }
 
     /// Compares with a golden file; `CORRAL_BLESS=1` rewrites it.
-    fn golden(name: &str, actual: &str) {
+    pub(super) fn golden(name: &str, actual: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(name);
@@ -321,7 +386,7 @@ mod tests {
         let mut new = a();
         new.masq[0] = masq("10.88.0.9", "10.88.0.0/16");
         new.spoof = None;
-        golden("replace.nft", &plan_replace(&a(), &new, &Claims::default()));
+        golden("replace.nft", &plan_replace(&[&a()], &new, &Claims::default()));
     }
 
     #[test]
@@ -345,3 +410,6 @@ mod tests {
         assert!(!script.contains(&"n".repeat(129)));
     }
 }
+
+#[cfg(test)]
+mod port_tests;

@@ -1,4 +1,5 @@
-//! On-disk attachment records: `<state_dir>/nat/<network>/<container_id>.<ifname>.json`, one per attachment,
+//! On-disk attachment records: `<state_dir>/nat/<network>/<container_id>.<ifname>.<source>.json`, one per
+//! attachment and plugin (`source` is `bridge` or `portmap`),
 //! written atomically (temp file in the same directory, fsync, rename, fsync directory) under an exclusive
 //! `flock` on `<state_dir>/nat/lock`. Every read and write takes a [`StoreLock`] so the borrow checker keeps
 //! callers honest about holding the lock.
@@ -12,7 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::NatError;
-use crate::model::{AttachmentRecord, Owner};
+use crate::model::{AttachmentRecord, Owner, Source};
 
 /// How long to wait for the lock by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,11 +62,11 @@ impl RecordStore {
         &self.root
     }
 
-    /// The file holding `owner`'s record (the owner must be valid).
-    pub fn record_path(&self, owner: &Owner) -> PathBuf {
+    /// The file holding `owner`'s record written by `source` (the owner must be valid).
+    pub fn record_path(&self, owner: &Owner, source: Source) -> PathBuf {
         self.root
             .join(&owner.network)
-            .join(format!("{}.{}.json", owner.container_id, owner.ifname))
+            .join(format!("{}.{}.{source}.json", owner.container_id, owner.ifname))
     }
 
     /// Takes the exclusive lock, polling until the timeout (then an error with code 11).
@@ -97,19 +98,25 @@ impl RecordStore {
         }
     }
 
-    /// `owner`'s record, or `None` (a file with the same name that belongs to another owner is not ours).
-    pub fn read(&self, _lock: &StoreLock, owner: &Owner) -> Result<Option<AttachmentRecord>, NatError> {
+    /// `owner`'s record from `source`, or `None` (a file with the same name that belongs to another owner is
+    /// not ours).
+    pub fn read(
+        &self,
+        _lock: &StoreLock,
+        owner: &Owner,
+        source: Source,
+    ) -> Result<Option<AttachmentRecord>, NatError> {
         owner.validate()?;
-        let path = self.record_path(owner);
-        Ok(read_record(&path)?.filter(|r| r.owner == *owner))
+        let path = self.record_path(owner, source);
+        Ok(read_record(&path)?.filter(|r| r.owner == *owner && r.source == source))
     }
 
     /// Writes `record` atomically, replacing the owner's previous record.
     pub fn write(&self, _lock: &StoreLock, record: &AttachmentRecord) -> Result<(), NatError> {
         record.validate()?;
-        let path = self.record_path(&record.owner);
+        let path = self.record_path(&record.owner, record.source);
         if let Some(existing) = read_record(&path)? {
-            if existing.owner != record.owner {
+            if existing.owner != record.owner || existing.source != record.source {
                 return Err(NatError::InvalidData {
                     field: "attachment",
                     value: record.owner.to_string(),
@@ -132,12 +139,12 @@ impl RecordStore {
         sync_dir(&dir)
     }
 
-    /// Deletes `owner`'s record; a missing record is fine.
-    pub fn remove(&self, lock: &StoreLock, owner: &Owner) -> Result<(), NatError> {
-        if self.read(lock, owner)?.is_none() {
+    /// Deletes `owner`'s record from `source`; a missing record is fine.
+    pub fn remove(&self, lock: &StoreLock, owner: &Owner, source: Source) -> Result<(), NatError> {
+        if self.read(lock, owner, source)?.is_none() {
             return Ok(());
         }
-        let path = self.record_path(owner);
+        let path = self.record_path(owner, source);
         match fs::remove_file(&path) {
             Err(e) if e.kind() != ErrorKind::NotFound => return Err(NatError::io("remove record", &path, e)),
             _ => {}
@@ -170,11 +177,16 @@ impl RecordStore {
                     }
                 };
                 let name = file_name(&path);
-                if name.starts_with('.') || !name.ends_with(".json") {
+                let Some(source) = source_of(&name) else {
                     continue;
-                }
+                };
                 match read_record(&path) {
-                    Ok(Some(record)) => listing.records.push(record),
+                    Ok(Some(record)) if record.source == source => listing.records.push(record),
+                    Ok(Some(_)) => listing.errors.push(NatError::InvalidData {
+                        field: "record",
+                        value: path.display().to_string(),
+                        reason: "its source differs from its file name",
+                    }),
                     Ok(None) => {}
                     Err(e) => listing.errors.push(e),
                 }
@@ -183,6 +195,16 @@ impl RecordStore {
         listing.records.sort_by(|a, b| a.owner.cmp(&b.owner));
         Ok(listing)
     }
+}
+
+/// The source a record file's name says it holds; `None` for temp files, the lock and anything else.
+fn source_of(name: &str) -> Option<Source> {
+    if name.starts_with('.') {
+        return None;
+    }
+    Source::ALL
+        .into_iter()
+        .find(|s| name.ends_with(&format!(".{s}.json")))
 }
 
 fn read_record(path: &Path) -> Result<Option<AttachmentRecord>, NatError> {
@@ -247,15 +269,19 @@ mod tests {
         let lock = store.lock().unwrap();
         let r = record("abc", "eth0");
         store.write(&lock, &r).unwrap();
-        assert!(dir.path().join("nat/net1/abc.eth0.json").is_file());
-        assert_eq!(store.read(&lock, &r.owner).unwrap(), Some(r.clone()));
+        assert!(dir.path().join("nat/net1/abc.eth0.bridge.json").is_file());
+        assert_eq!(
+            store.read(&lock, &r.owner, Source::Bridge).unwrap(),
+            Some(r.clone())
+        );
+        assert_eq!(store.read(&lock, &r.owner, Source::Portmap).unwrap(), None);
         store.write(&lock, &record("def", "eth0")).unwrap();
         let listing = store.list(&lock, Some("net1")).unwrap();
         assert_eq!(listing.records.len(), 2);
         assert_eq!(store.list(&lock, None).unwrap().records.len(), 2);
-        store.remove(&lock, &r.owner).unwrap();
-        store.remove(&lock, &r.owner).unwrap();
-        assert_eq!(store.read(&lock, &r.owner).unwrap(), None);
+        store.remove(&lock, &r.owner, Source::Bridge).unwrap();
+        store.remove(&lock, &r.owner, Source::Bridge).unwrap();
+        assert_eq!(store.read(&lock, &r.owner, Source::Bridge).unwrap(), None);
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("nat/net1")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp files left behind");
     }
@@ -275,7 +301,8 @@ mod tests {
         let store = RecordStore::new(dir.path());
         let lock = store.lock().unwrap();
         store.write(&lock, &record("abc", "eth0")).unwrap();
-        fs::write(dir.path().join("nat/net1/bad.eth0.json"), "{not json").unwrap();
+        fs::write(dir.path().join("nat/net1/bad.eth0.bridge.json"), "{not json").unwrap();
+        fs::write(dir.path().join("nat/net1/legacy.eth0.json"), "{not json").unwrap();
         let listing = store.list(&lock, None).unwrap();
         assert_eq!(listing.records.len(), 1);
         assert_eq!(listing.errors.len(), 1);
@@ -289,9 +316,31 @@ mod tests {
         let lock = store.lock().unwrap();
         store.write(&lock, &record("a.b", "c")).unwrap();
         let other = record("a", "b.c");
-        assert_eq!(store.read(&lock, &other.owner).unwrap(), None);
+        assert_eq!(store.read(&lock, &other.owner, Source::Bridge).unwrap(), None);
         assert_eq!(store.write(&lock, &other).unwrap_err().code(), 7);
-        store.remove(&lock, &other.owner).unwrap();
-        assert!(store.read(&lock, &record("a.b", "c").owner).unwrap().is_some());
+        store.remove(&lock, &other.owner, Source::Bridge).unwrap();
+        assert!(store
+            .read(&lock, &record("a.b", "c").owner, Source::Bridge)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn bridge_and_portmap_records_of_one_attachment_are_separate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::new(dir.path());
+        let lock = store.lock().unwrap();
+        let bridge = record("abc", "eth0");
+        let mut portmap = AttachmentRecord::with_source(bridge.owner.clone(), Source::Portmap);
+        portmap.netns = Some("/run/netns/x".into());
+        store.write(&lock, &bridge).unwrap();
+        store.write(&lock, &portmap).unwrap();
+        assert_eq!(store.list(&lock, None).unwrap().records.len(), 2);
+        store.remove(&lock, &bridge.owner, Source::Portmap).unwrap();
+        assert_eq!(
+            store.read(&lock, &bridge.owner, Source::Bridge).unwrap(),
+            Some(bridge.clone())
+        );
+        assert_eq!(store.read(&lock, &bridge.owner, Source::Portmap).unwrap(), None);
     }
 }

@@ -8,6 +8,7 @@
 mod common;
 
 use common::Netns;
+use corral_nat::Source;
 use corral_nat::{AttachmentRecord, MasqEntry, NatError, NftBackend, NftCli, Owner, SpoofEntry};
 
 fn record(container: &str, v4: &str, v6: &str, veth: &str, last: u8) -> AttachmentRecord {
@@ -49,9 +50,9 @@ fn add_puts_elements_in_the_kernel_and_del_removes_them() {
     assert!(ns
         .set_json("bridge", "spoof_allowed")
         .contains("02:42:ac:11:00:02"));
-    m.check(&r.owner).unwrap();
+    m.check(&r.owner, Source::Bridge).unwrap();
 
-    m.del(&r.owner).unwrap();
+    m.del(&r.owner, Source::Bridge).unwrap();
     for (family, set) in [
         ("inet", "masq_src4"),
         ("inet", "masq_skip4"),
@@ -62,8 +63,11 @@ fn add_puts_elements_in_the_kernel_and_del_removes_them() {
     }
     assert_eq!(ns.set_json("bridge", "spoof_ports"), "null");
     assert_eq!(ns.set_json("bridge", "spoof_allowed"), "null");
-    m.del(&r.owner).unwrap();
-    assert!(matches!(m.check(&r.owner), Err(NatError::NoRecord { .. })));
+    m.del(&r.owner, Source::Bridge).unwrap();
+    assert!(matches!(
+        m.check(&r.owner, Source::Bridge),
+        Err(NatError::NoRecord { .. })
+    ));
 }
 
 #[test]
@@ -74,11 +78,12 @@ fn repeated_adds_never_duplicate_rules() {
     m.add(&b()).unwrap();
     m.add(&a()).unwrap();
     let text = ns.nft(&["list", "chain", "inet", "corral", "postrouting"]);
-    assert_eq!(text.matches("masquerade").count(), 2, "{text}");
+    // Two for ipMasq, two for DNATed connections (hairpin, localhost, masqAll).
+    assert_eq!(text.matches("masquerade").count(), 4, "{text}");
     let text = ns.nft(&["list", "chain", "bridge", "corral", "prerouting"]);
     assert_eq!(text.matches("drop").count(), 1, "{text}");
-    m.check(&a().owner).unwrap();
-    m.check(&b().owner).unwrap();
+    m.check(&a().owner, Source::Bridge).unwrap();
+    m.check(&b().owner, Source::Bridge).unwrap();
 }
 
 #[test]
@@ -95,7 +100,7 @@ fn check_names_an_element_deleted_behind_our_back() {
         "masq_skip4",
         "{ 10.88.0.2 . 10.88.0.0/16 }",
     ]);
-    let err = m.check(&r.owner).unwrap_err().to_string();
+    let err = m.check(&r.owner, Source::Bridge).unwrap_err().to_string();
     assert!(err.contains("masq_skip4 { 10.88.0.2 . 10.88.0.0/16 }"), "{err}");
     assert!(!err.contains("masq_src4"), "{err}");
 }
@@ -107,12 +112,12 @@ fn reconcile_restores_everything_after_flush_ruleset() {
     m.add(&a()).unwrap();
     m.add(&b()).unwrap();
     ns.nft(&["flush", "ruleset"]);
-    assert!(m.check(&a().owner).is_err());
+    assert!(m.check(&a().owner, Source::Bridge).is_err());
     let report = m.reconcile().unwrap();
     assert_eq!(report.records, 2);
     assert!(report.conflicts.is_empty() && report.unreadable.is_empty());
-    m.check(&a().owner).unwrap();
-    m.check(&b().owner).unwrap();
+    m.check(&a().owner, Source::Bridge).unwrap();
+    m.check(&b().owner, Source::Bridge).unwrap();
     assert!(ns.set_json("inet", "masq_src4").contains("10.88.0.3"));
 }
 
@@ -122,7 +127,7 @@ fn del_succeeds_after_flush_ruleset() {
     let (_dir, m) = ns.manager();
     m.add(&a()).unwrap();
     ns.nft(&["flush", "ruleset"]);
-    m.del(&a().owner).unwrap();
+    m.del(&a().owner, Source::Bridge).unwrap();
     assert_eq!(ns.set_json("inet", "masq_src4"), "null");
 }
 
@@ -136,15 +141,15 @@ fn shared_ip_stays_until_its_last_owner_leaves() {
     leaked.spoof = None;
     m.add(&first).unwrap();
     m.add(&leaked).unwrap();
-    m.del(&first.owner).unwrap();
+    m.del(&first.owner, Source::Bridge).unwrap();
     assert!(ns.set_json("inet", "masq_src4").contains("10.88.0.2"));
     assert_eq!(
         ns.set_json("bridge", "spoof_ports"),
         "null",
         "the spoof entry was first's alone"
     );
-    m.check(&leaked.owner).unwrap();
-    m.del(&leaked.owner).unwrap();
+    m.check(&leaked.owner, Source::Bridge).unwrap();
+    m.del(&leaked.owner, Source::Bridge).unwrap();
     assert_eq!(ns.set_json("inet", "masq_src4"), "null");
 }
 
@@ -161,7 +166,7 @@ fn re_add_with_a_new_address_replaces_the_old_one() {
         src4.contains("10.88.0.9") && !src4.contains("10.88.0.2"),
         "{src4}"
     );
-    m.check(&moved.owner).unwrap();
+    m.check(&moved.owner, Source::Bridge).unwrap();
 }
 
 #[test]
@@ -181,7 +186,7 @@ fn overlapping_subnet_for_the_same_ip_is_refused_with_nft_stderr() {
         1,
         "failed ADD leaves no record"
     );
-    m.check(&a().owner).unwrap();
+    m.check(&a().owner, Source::Bridge).unwrap();
 }
 
 #[test]
@@ -190,13 +195,14 @@ fn gc_removes_stale_attachments_from_the_kernel() {
     let (_dir, m) = ns.manager();
     m.add(&a()).unwrap();
     m.add(&b()).unwrap();
-    m.gc("net1", &[("bbbb".into(), "eth0".into())]).unwrap();
+    m.gc("net1", Source::Bridge, &[("bbbb".into(), "eth0".into())])
+        .unwrap();
     let src4 = ns.set_json("inet", "masq_src4");
     assert!(
         src4.contains("10.88.0.3") && !src4.contains("10.88.0.2"),
         "{src4}"
     );
-    m.check(&b().owner).unwrap();
+    m.check(&b().owner, Source::Bridge).unwrap();
 }
 
 #[test]

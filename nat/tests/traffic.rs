@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Netns;
+use corral_nat::Source;
 use corral_nat::{AttachmentRecord, MasqEntry, NatManager, NftCli, Owner, SpoofEntry};
 use nix::sched::{setns, CloneFlags};
 
@@ -114,7 +115,7 @@ fn masquerade_rewrites_the_source_only_while_recorded() {
         "own subnet keeps the source address"
     );
 
-    m.del(&masq_record().owner).unwrap();
+    m.del(&masq_record().owner, Source::Bridge).unwrap();
     assert_eq!(
         connect(&t.ctr, &t.outside, "192.0.2.2:4004"),
         None,
@@ -145,7 +146,7 @@ fn spoof_check_drops_frames_from_another_mac() {
         "spoofed MAC is dropped"
     );
 
-    m.del(&r.owner).unwrap();
+    m.del(&r.owner, Source::Bridge).unwrap();
     assert!(
         connect(&t.ctr, &t.node, "10.88.0.1:4103").is_some(),
         "no check after DEL"
