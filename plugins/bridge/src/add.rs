@@ -5,7 +5,7 @@ use crate::config::{self, Bridge};
 use crate::effects::{boot_id, nat, nat_manager, net, open_container_netns, owner};
 use crate::plan::{self, build_result, conflicts, AddrPlan, Links};
 use corral_cni::{failpoint, invoke, CniError, CniResult, Command, Request};
-use corral_nat::{AttachmentRecord, MasqEntry, SpoofEntry};
+use corral_nat::{AttachmentRecord, MasqEntry, Source, SpoofEntry};
 use corral_netops::{random_veth_name, run_in_netns, write_sysctl, LinkInfo, Netlink, RouteSpec, VethPlan};
 use ipnet::IpNet;
 use std::fs::File;
@@ -60,8 +60,17 @@ fn attach(
         .ensure_bridge(&br.name, br.mtu, br.promisc)
         .map_err(net("bridge"))?;
     if br.vlan.is_some() || !br.trunk.is_empty() {
-        host.set_bridge_vlan_filtering(bridge.index, true)
-            .map_err(net("bridge vlan_filtering"))?;
+        // Kernels built without CONFIG_BRIDGE_VLAN_FILTERING refuse this (EOPNOTSUPP); say which keys need it.
+        host.set_bridge_vlan_filtering(bridge.index, true).map_err(|e| {
+            CniError::new(
+                e.code(),
+                format!(
+                    "network \"{}\": vlan/vlanTrunk need VLAN filtering on bridge \"{}\", which the kernel \
+                     refused (is CONFIG_BRIDGE_VLAN_FILTERING enabled?): {e}",
+                    br.network, br.name
+                ),
+            )
+        })?;
     }
     let host_veth = create_veth(req, br, host, ctr_ns, bridge.index)?;
     applied.veth = true;
@@ -70,9 +79,10 @@ fn attach(
 
     let ipam = match &br.ipam_type {
         Some(t) => {
-            let r = invoke::delegate_add(t, req)?;
+            // Marked before the call: a delegate that failed (or was killed) half-way may have reserved an
+            // address, and the spec asks for a DEL of a failed delegated ADD.
             applied.ipam = Some(t.clone());
-            r
+            invoke::delegate_add(t, req)?
         }
         None => CniResult::default(),
     };
@@ -282,7 +292,7 @@ fn nat_record(
 /// Undoes an ADD in reverse order; errors are logged, the original error is what the runtime sees.
 fn rollback(req: &Request, ctr: &Netlink, applied: &Applied) {
     if applied.nat {
-        if let Err(e) = nat_manager(req).del(&owner(req)) {
+        if let Err(e) = nat_manager(req).del(&owner(req), Source::Bridge) {
             tracing::warn!(error = %e, "rollback: NAT records");
         }
     }

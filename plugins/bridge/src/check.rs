@@ -5,6 +5,7 @@ use crate::config::{self, Bridge};
 use crate::effects::{nat, nat_manager, net, open_container_netns, owner};
 use corral_cni::{codes, invoke, CniError, CniResult, Command, Request};
 use corral_nat::model::format_mac;
+use corral_nat::Source;
 use corral_netops::{IpFamily, Netlink};
 
 /// Runs CHECK.
@@ -109,7 +110,7 @@ fn check_addresses_and_routes(
 
 fn check_nat(req: &Request, br: &Bridge) -> Result<(), CniError> {
     if br.ip_masq || br.macspoofchk {
-        nat_manager(req).check(&owner(req)).map_err(|e| {
+        nat_manager(req).check(&owner(req), Source::Bridge).map_err(|e| {
             let e = nat(e);
             CniError {
                 code: if e.code == codes::INTERNAL {

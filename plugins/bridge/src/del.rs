@@ -5,7 +5,8 @@
 use crate::config;
 use crate::effects::{nat, nat_manager, net, owner};
 use corral_cni::{invoke, CniError, Command, Request};
-use corral_netops::{open_netns, Netlink};
+use corral_nat::Source;
+use corral_netops::{current_netns, open_netns, same_netns, Netlink};
 
 /// Runs DEL.
 pub fn del(req: &Request) -> Result<(), CniError> {
@@ -18,6 +19,9 @@ pub fn del(req: &Request) -> Result<(), CniError> {
     }
     if let Some(path) = &req.netns {
         match open_netns(path) {
+            Ok(ns) if is_own_netns(&ns, req) => {
+                tracing::warn!(netns = %path.display(), "CNI_NETNS is the plugin's own netns; not deleting links there")
+            }
             Ok(ns) => {
                 let deleted = Netlink::in_netns(&ns).and_then(|ctr| ctr.delete_link(&req.ifname));
                 if let Err(e) = deleted
@@ -33,10 +37,24 @@ pub fn del(req: &Request) -> Result<(), CniError> {
             Err(e) => errors.push(net("open netns")(e)),
         }
     }
-    if let Err(e) = nat_manager(req).del(&owner(req)) {
+    if let Err(e) = nat_manager(req).del(&owner(req), Source::Bridge) {
         errors.push(nat(e).context("NAT cleanup"));
     }
     combine(errors)
+}
+
+/// Whether `ns` is the plugin's own namespace (and CNI_NETNS_OVERRIDE does not allow it). The skeleton refuses
+/// ADD and CHECK there but not DEL, which would then delete the node's own CNI_IFNAME (a reused
+/// `/proc/<pid>/ns/net` can name the host, reference plugins#714).
+fn is_own_netns(ns: &std::fs::File, req: &Request) -> bool {
+    let allowed = matches!(
+        req.env.get("CNI_NETNS_OVERRIDE").map(String::as_str),
+        Some("1" | "true")
+    );
+    !allowed
+        && current_netns()
+            .and_then(|own| same_netns(&own, ns))
+            .unwrap_or(false)
 }
 
 /// STATUS: the IPAM plugin's STATUS, and nftables usable when the config needs it (code 50 otherwise).
@@ -68,7 +86,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
         .into_iter()
         .map(|a| (a.container_id, a.ifname))
         .collect();
-    if let Err(e) = nat_manager(req).gc(&req.conf.name, &valid) {
+    if let Err(e) = nat_manager(req).gc(&req.conf.name, Source::Bridge, &valid) {
         errors.push(nat(e).context("NAT GC"));
     }
     combine(errors)
