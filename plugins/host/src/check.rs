@@ -1,0 +1,88 @@
+//! CHECK: the attachment still matches its prevResult: the device is in the container under CNI_IFNAME with
+//! the recorded MAC, up, with every address and route of the prevResult; then the IPAM plugin's own CHECK.
+//! A difference is code 101 naming the object.
+
+use crate::config;
+use crate::effects::{net, open_container_netns, sandbox};
+use corral_cni::{codes, invoke, CniError, CniResult, Command, Request};
+use corral_nat::model::format_mac;
+use corral_netops::{IpFamily, Netlink};
+
+fn mismatch(m: String) -> CniError {
+    CniError::new(codes::CHECK_MISMATCH, m)
+}
+
+/// Runs CHECK.
+pub fn check(req: &Request) -> Result<(), CniError> {
+    let cfg = config::load(req)?;
+    cfg.require_selector()?;
+    let prev = req
+        .prev_result()?
+        .ok_or_else(|| CniError::invalid_config("CHECK needs a prevResult"))?;
+    let ctr_ns = open_container_netns(req)?;
+    let ctr = Netlink::in_netns(&ctr_ns).map_err(net("netlink in container"))?;
+    let sandbox = sandbox(req);
+    let (idx, iface) = prev
+        .interfaces
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.name == req.ifname && i.sandbox == sandbox)
+        .ok_or_else(|| {
+            mismatch(format!(
+                "prevResult has no interface \"{}\" in {sandbox}",
+                req.ifname
+            ))
+        })?;
+    let link = ctr
+        .link_by_name(&req.ifname)
+        .map_err(net("container link"))?
+        .ok_or_else(|| mismatch(format!("interface \"{}\" is missing from {sandbox}", req.ifname)))?;
+    let mac = link.mac.map(|m| format_mac(&m));
+    if !iface.mac.is_empty() && mac.as_deref() != Some(iface.mac.to_lowercase().as_str()) {
+        return Err(mismatch(format!(
+            "interface \"{}\" has MAC {}, prevResult says {}",
+            req.ifname,
+            mac.unwrap_or_else(|| "none".into()),
+            iface.mac
+        )));
+    }
+    if !link.up {
+        return Err(mismatch(format!("interface \"{}\" is down", req.ifname)));
+    }
+    check_addresses_and_routes(&ctr, &prev, idx, link.index)?;
+    if let Some(t) = &cfg.ipam_type {
+        invoke::delegate_void(t, Command::Check, req)?;
+    }
+    Ok(())
+}
+
+fn check_addresses_and_routes(
+    ctr: &Netlink,
+    prev: &CniResult,
+    idx: usize,
+    index: u32,
+) -> Result<(), CniError> {
+    let addrs = ctr.addresses(index).map_err(net("container addresses"))?;
+    for ip in prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)) {
+        if !addrs.contains(&ip.address) {
+            return Err(mismatch(format!(
+                "address {} is missing from the container interface",
+                ip.address
+            )));
+        }
+    }
+    let mut routes = ctr.routes(IpFamily::V4).map_err(net("routes"))?;
+    routes.extend(ctr.routes(IpFamily::V6).map_err(net("routes"))?);
+    for want in prev.routes_via_family_gateways() {
+        let found = routes
+            .iter()
+            .any(|k| k.dst.trunc() == want.dst.trunc() && (want.gw.is_none() || k.gateway == want.gw));
+        if !found {
+            return Err(mismatch(format!(
+                "route to {} is missing from the container",
+                want.dst
+            )));
+        }
+    }
+    Ok(())
+}
