@@ -7,6 +7,13 @@
 //! created under /run/netns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod conf;
+pub mod ctr;
+pub mod state;
+
+pub use ctr::{Ctr, Listener};
+pub use state::Snapshot;
+
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -328,4 +335,19 @@ pub fn veths(ns: &Netns) -> Vec<String> {
         .filter(|n| n.starts_with("veth"))
         .map(str::to_string)
         .collect()
+}
+
+/// Polls `cond` every 50 ms until it holds or `secs` pass; whether it held (the kernel tears a deleted
+/// namespace down asynchronously, so its veths vanish a little later).
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

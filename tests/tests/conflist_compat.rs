@@ -40,7 +40,10 @@ fn runtime(node: &Node, dir: &Path) -> Runtime {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), std::env::var("PATH").unwrap_or_default());
     env.insert("CORRAL_STATE_DIR".to_string(), node.state.display().to_string());
-    Runtime { cni_path: vec![dir.to_path_buf()], env }
+    Runtime {
+        cni_path: vec![dir.to_path_buf()],
+        env,
+    }
 }
 
 /// Replaces values that legitimately differ per run (MACs, random veth names) so shapes compare.
@@ -80,16 +83,21 @@ fn run_side(dir: &Path, subnet: &str, gateway: &str) -> Side {
     let ctr = Netns::new("crc");
     let name = unique("cmp");
     let bridge = "cmpbr0"; // each side has its own node namespace
-    let list = Conflist::parse(reference_style_conflist(&name, bridge, subnet, &node.data_dir()).as_bytes()).unwrap();
+    let list = Conflist::parse(reference_style_conflist(&name, bridge, subnet, &node.data_dir()).as_bytes())
+        .unwrap();
     let rt = runtime(&node, dir);
     let att = Attachment {
         container_id: unique("ctr"),
         netns: ctr.path(),
         ifname: "eth0".into(),
-        args: vec![("IgnoreUnknown".into(), "1".into()), ("K8S_POD_NAME".into(), "web".into())],
+        args: vec![
+            ("IgnoreUnknown".into(), "1".into()),
+            ("K8S_POD_NAME".into(), "web".into()),
+        ],
         ..Default::default()
     };
-    let result = enter_node(&node, || list.add(&rt, &att)).unwrap_or_else(|e| panic!("ADD with {}: {e}", dir.display()));
+    let result = enter_node(&node, || list.add(&rt, &att))
+        .unwrap_or_else(|e| panic!("ADD with {}: {e}", dir.display()));
     let container_addr = ctr.addrs("eth0");
     let gateway_ping = ctr.ping(gateway);
     let check_ok = enter_node(&node, || list.check(&rt, &att, &result)).is_ok();
@@ -128,16 +136,33 @@ fn reference_conflist_works_unchanged_and_matches_reference_results() {
     let corral = run_side(&corral_tests::bin_dir(), "10.231.0.0/24", "10.231.0.1");
     let reference = run_side(Path::new(REFERENCE_DIR), "10.232.0.0/24", "10.232.0.1");
 
-    assert_eq!(shape(&corral.result), shape(&reference.result), "result shapes differ");
+    assert_eq!(
+        shape(&corral.result),
+        shape(&reference.result),
+        "result shapes differ"
+    );
     assert_eq!(corral.result["ips"][0]["address"], "10.231.0.2/24");
     assert_eq!(corral.result["ips"][0]["gateway"], "10.231.0.1");
     assert_eq!(corral.result["routes"][0]["dst"], "0.0.0.0/0");
     for (who, side) in [("corral", &corral), ("reference", &reference)] {
-        assert_eq!(side.container_addr.iter().filter(|a| a.contains('.')).count(), 1, "{who}: {:?}", side.container_addr);
+        assert_eq!(
+            side.container_addr.iter().filter(|a| a.contains('.')).count(),
+            1,
+            "{who}: {:?}",
+            side.container_addr
+        );
         assert!(side.gateway_ping, "{who}: container cannot reach its gateway");
         assert!(side.check_ok, "{who}: CHECK failed on a fresh attachment");
-        assert!(side.reserved_after_del.is_empty(), "{who}: IP leaked: {:?}", side.reserved_after_del);
-        assert!(side.veths_after_del.is_empty(), "{who}: veth leaked: {:?}", side.veths_after_del);
+        assert!(
+            side.reserved_after_del.is_empty(),
+            "{who}: IP leaked: {:?}",
+            side.reserved_after_del
+        );
+        assert!(
+            side.veths_after_del.is_empty(),
+            "{who}: veth leaked: {:?}",
+            side.veths_after_del
+        );
     }
 }
 
@@ -149,12 +174,20 @@ fn loopback_called_with_older_version_beside_the_chain() {
     ctr.ip(&["link", "set", "lo", "down"]);
     let list = Conflist::parse(br#"{"cniVersion":"0.3.1","name":"cni-loopback","type":"loopback"}"#).unwrap();
     let rt = runtime(&node, &corral_tests::bin_dir());
-    let att = Attachment { container_id: unique("ctr"), netns: ctr.path(), ifname: "lo".into(), ..Default::default() };
+    let att = Attachment {
+        container_id: unique("ctr"),
+        netns: ctr.path(),
+        ifname: "lo".into(),
+        ..Default::default()
+    };
     let r = enter_node(&node, || list.add(&rt, &att)).unwrap();
     assert_eq!(r["cniVersion"], "0.3.1");
     assert_eq!(r["interfaces"][0]["name"], "lo");
     assert_eq!(r["ips"][0]["version"], "4");
     assert_eq!(r["ips"][0]["address"], "127.0.0.1/8");
     let lo = ctr.ip_json(&["link", "show", "lo"]);
-    assert!(lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "lo is not up: {lo}");
+    assert!(
+        lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "lo is not up: {lo}"
+    );
 }
