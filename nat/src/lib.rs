@@ -26,7 +26,7 @@ pub use backend::{NftBackend, NftCli};
 pub use element::{Claims, Element, Set, Table};
 pub use error::NatError;
 pub use inspect::Counters;
-pub use listing::{EntryState, PortEntry, PortListing};
+pub use listing::{EntryState, MasqView, PortEntry, PortListing};
 pub use manager::{staleness, NatManager, ReconcileReport};
 pub use model::{
     AttachmentRecord, MasqEntry, Owner, PortForwarding, PortMapping, Protocol, Source, SpoofEntry,

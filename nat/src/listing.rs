@@ -39,6 +39,23 @@ pub struct PortEntry {
     pub state: EntryState,
     /// The element's counters (new connections and their first packets' bytes), when in the kernel.
     pub counters: Option<Counters>,
+    /// Why the owner's attachment is certainly gone (see [`crate::manager::staleness`]), if it is.
+    pub stale: Option<&'static str>,
+}
+
+/// One masqueraded container address (the bridge's `ipMasq`), joined with its owner like [`PortEntry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasqView {
+    /// The container address whose outgoing traffic is masqueraded.
+    pub ip: IpAddr,
+    /// Its own subnet (traffic there keeps its source), when recorded.
+    pub subnet: Option<ipnet::IpNet>,
+    /// The attachment that owns it, when recorded.
+    pub owner: Option<Owner>,
+    /// Drift between kernel and records.
+    pub state: EntryState,
+    /// Why the owner's attachment is certainly gone, if it is.
+    pub stale: Option<&'static str>,
 }
 
 /// Everything `list-nat` shows about port forwarding.
@@ -46,6 +63,8 @@ pub struct PortEntry {
 pub struct PortListing {
     /// Sorted by protocol, host port, host address, container address.
     pub entries: Vec<PortEntry>,
+    /// Masqueraded container addresses (SNAT), with owners and drift.
+    pub masq: Vec<MasqView>,
     /// Record files that could not be read (their mappings may show as `NotRecorded`).
     pub unreadable: Vec<NatError>,
     /// Whether `table inet corral` exists at all.
@@ -109,9 +128,48 @@ fn entry(
             owner,
             state,
             counters,
+            stale: None,
         }),
         _ => None,
     }
+}
+
+/// Joins recorded masquerade sources with the kernel's `masq_src4/6` elements, like [`join_ports`].
+pub fn join_masq(records: &[AttachmentRecord], kernel: &[(Element, Option<Counters>)]) -> Vec<MasqView> {
+    let mut recorded: HashMap<IpAddr, (&Owner, ipnet::IpNet)> = HashMap::new();
+    for record in records {
+        for m in &record.masq {
+            recorded.entry(m.ip).or_insert((&record.owner, m.subnet.trunc()));
+        }
+    }
+    let mut out = Vec::new();
+    for (element, _) in kernel {
+        if let Element::MasqSource(ip) = element {
+            let found = recorded.remove(ip);
+            out.push(MasqView {
+                ip: *ip,
+                subnet: found.map(|(_, s)| s),
+                owner: found.map(|(o, _)| o.clone()),
+                state: if found.is_some() {
+                    EntryState::Active
+                } else {
+                    EntryState::NotRecorded
+                },
+                stale: None,
+            });
+        }
+    }
+    for (ip, (owner, subnet)) in recorded {
+        out.push(MasqView {
+            ip,
+            subnet: Some(subnet),
+            owner: Some(owner.clone()),
+            state: EntryState::Missing,
+            stale: None,
+        });
+    }
+    out.sort_by(|a, b| (a.ip, a.state).cmp(&(b.ip, b.state)));
+    out
 }
 
 #[cfg(test)]
@@ -173,5 +231,36 @@ mod tests {
         );
         assert_eq!(got[0].counters, counters);
         assert_eq!(got[0].owner.as_ref().unwrap().to_string(), "n/c1/eth0");
+    }
+
+    #[test]
+    fn joins_masquerade_sources_with_owners_and_drift() {
+        let mut r = AttachmentRecord::with_source(Owner::new("n", "c1", "eth0"), Source::Bridge);
+        r.masq = vec![
+            crate::model::MasqEntry {
+                ip: "10.88.0.2".parse().unwrap(),
+                subnet: "10.88.0.0/16".parse().unwrap(),
+            },
+            crate::model::MasqEntry {
+                ip: "10.88.0.3".parse().unwrap(),
+                subnet: "10.88.0.0/16".parse().unwrap(),
+            },
+        ];
+        let kernel = vec![
+            (Element::MasqSource("10.88.0.2".parse().unwrap()), None),
+            (Element::MasqSource("10.99.0.9".parse().unwrap()), None),
+        ];
+        let got: Vec<(String, EntryState, bool)> = join_masq(&[r], &kernel)
+            .iter()
+            .map(|m| (m.ip.to_string(), m.state, m.owner.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.88.0.2".to_string(), EntryState::Active, true),
+                ("10.88.0.3".to_string(), EntryState::Missing, true),
+                ("10.99.0.9".to_string(), EntryState::NotRecorded, false),
+            ]
+        );
     }
 }

@@ -10,7 +10,7 @@ use crate::backend::NftBackend;
 use crate::element::{record_elements, Claims, Element, Table, TABLE_NAME};
 use crate::error::NatError;
 use crate::inspect::{object_names, parse_counted, parse_elements};
-use crate::listing::{join_ports, PortListing};
+use crate::listing::{join_masq, join_ports, PortListing};
 use crate::model::{AttachmentRecord, Owner, PortMapping, Source};
 use crate::plan::{base_chains, plan_add, plan_reconcile, plan_remove, plan_replace, Addition};
 use crate::store::{Listing, RecordStore, StoreLock};
@@ -288,8 +288,20 @@ impl<B: NftBackend> NatManager<B> {
         let kernel = self.backend.list_table(Table::Inet.family(), TABLE_NAME)?;
         let table_present = kernel.is_some();
         let counted = kernel.as_ref().map(parse_counted).unwrap_or_default();
+        let boot = current_boot_id();
+        let stale: std::collections::HashMap<&Owner, &'static str> = records
+            .records
+            .iter()
+            .filter_map(|r| staleness(r, boot.as_deref()).map(|why| (&r.owner, why)))
+            .collect();
+        let stale_of = |o: &Option<Owner>| o.as_ref().and_then(|o| stale.get(o).copied());
+        let mut masq = join_masq(&records.records, &counted);
+        masq.iter_mut().for_each(|m| m.stale = stale_of(&m.owner));
+        let mut entries = join_ports(&records.records, counted);
+        entries.iter_mut().for_each(|e| e.stale = stale_of(&e.owner));
         Ok(PortListing {
-            entries: join_ports(&records.records, counted),
+            entries,
+            masq,
             unreadable: records.errors,
             table_present,
         })
