@@ -168,7 +168,7 @@ pub fn join_masq(records: &[AttachmentRecord], kernel: &[(Element, Option<Counte
             stale: None,
         });
     }
-    out.sort_by(|a, b| (a.ip, a.state).cmp(&(b.ip, b.state)));
+    out.sort_by_key(|m| (m.ip, m.state));
     out
 }
 
