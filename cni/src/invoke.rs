@@ -3,7 +3,7 @@
 
 use crate::error::{codes, CniError};
 use crate::result::CniResult;
-use crate::skel::{Command, Request};
+use crate::skel::{Command, Plugin, Request};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -109,23 +109,87 @@ fn spawn_retrying_busy(
     }
 }
 
-/// Calls the delegate named `plugin` (usually the IPAM type) for the request's verb with the request's own
-/// environment and config bytes.
-pub fn delegate(plugin: &str, command: Command, req: &Request) -> Result<Option<Value>, CniError> {
+/// A delegate corral can run inside the calling plugin: its type name and its implementation.
+pub type Builtin<'a> = (&'a str, &'a dyn Plugin);
+
+/// Set to `1` to always exec delegates, even corral's own (tests that kill a delegate mid-ADD use it).
+pub const EXEC_ENV: &str = "CORRAL_DELEGATE_EXEC";
+
+/// The built-in implementation to use for `plugin`, if the binary CNI_PATH resolves it to is corral's own
+/// build of it (see [`crate::identity`]): then running it here does exactly what exec'ing it would, minus the
+/// exec. Any other binary of that name is exec'd as the spec says.
+fn builtin_for<'a>(
+    plugin: &str,
+    path: &Path,
+    req: &Request,
+    builtins: &[Builtin<'a>],
+) -> Option<&'a dyn Plugin> {
+    if req.env.get(EXEC_ENV).is_some_and(|v| v == "1") {
+        return None;
+    }
+    let (_, p) = builtins.iter().find(|(name, _)| *name == plugin)?;
+    crate::identity::is_corral_plugin(path).then_some(*p)
+}
+
+/// What a delegate gave back.
+enum Outcome {
+    /// A result from a built-in.
+    Result(CniResult),
+    /// JSON printed by an exec'd plugin.
+    Json(Value),
+    /// Nothing.
+    Done,
+}
+
+/// Calls the delegate named `plugin` (usually the IPAM type) for `command` with the request's own
+/// environment and config bytes: exec'd from CNI_PATH or, when that binary is corral's own and a built-in is
+/// given, run in this process.
+fn delegate(
+    plugin: &str,
+    command: Command,
+    req: &Request,
+    builtins: &[Builtin<'_>],
+) -> Result<Outcome, CniError> {
     let path = find_in_path(plugin, &req.cni_path)?;
-    exec_plugin(&path, command, &req.env, &req.stdin)
+    if let Some(local) = builtin_for(plugin, &path, req, builtins) {
+        let req = Request {
+            command,
+            ..req.clone()
+        };
+        tracing::debug!(plugin, verb = command.as_str(), "delegate runs in-process");
+        return match command {
+            Command::Add => local.add(&req).map(Outcome::Result),
+            Command::Del => local.del(&req).map(|()| Outcome::Done),
+            Command::Check => local.check(&req).map(|()| Outcome::Done),
+            Command::Status => local.status(&req).map(|()| Outcome::Done),
+            Command::Gc => local.gc(&req).map(|()| Outcome::Done),
+            Command::Version => Ok(Outcome::Done),
+        };
+    }
+    exec_plugin(&path, command, &req.env, &req.stdin).map(|v| v.map_or(Outcome::Done, Outcome::Json))
 }
 
 /// ADD on a delegate, returning its result read in the request's version.
-pub fn delegate_add(plugin: &str, req: &Request) -> Result<CniResult, CniError> {
-    let out = delegate(plugin, Command::Add, req)?
-        .ok_or_else(|| CniError::decode(format!("plugin \"{plugin}\" returned no result")))?;
-    CniResult::parse(&out, req.version()).map_err(|e| e.context(format!("result of \"{plugin}\"")))
+pub fn delegate_add(plugin: &str, req: &Request, builtins: &[Builtin<'_>]) -> Result<CniResult, CniError> {
+    match delegate(plugin, Command::Add, req, builtins)? {
+        Outcome::Result(r) => Ok(r),
+        Outcome::Json(out) => {
+            CniResult::parse(&out, req.version()).map_err(|e| e.context(format!("result of \"{plugin}\"")))
+        }
+        Outcome::Done => Err(CniError::decode(format!(
+            "plugin \"{plugin}\" returned no result"
+        ))),
+    }
 }
 
 /// DEL (or CHECK, GC, STATUS) on a delegate.
-pub fn delegate_void(plugin: &str, command: Command, req: &Request) -> Result<(), CniError> {
-    delegate(plugin, command, req).map(|_| ())
+pub fn delegate_void(
+    plugin: &str,
+    command: Command,
+    req: &Request,
+    builtins: &[Builtin<'_>],
+) -> Result<(), CniError> {
+    delegate(plugin, command, req, builtins).map(|_| ())
 }
 
 #[cfg(test)]

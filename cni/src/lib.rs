@@ -6,6 +6,7 @@ pub mod args;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod identity;
 pub mod invoke;
 pub mod log;
 pub mod result;

@@ -60,6 +60,8 @@ pub fn allocate(
             }
         }
     }
+    // One fsync per directory makes this ADD's reservations durable before the result is returned.
+    add.store.sync().map_err(|e| IpamError::store(net, e))?;
     Ok(out)
 }
 

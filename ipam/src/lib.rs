@@ -55,3 +55,14 @@ Keys of the \"ipam\" object:
 Also read: runtimeConfig.ipRanges (prepended to ranges), requested addresses from CNI_ARGS IP=a[,b],
 args.cni.ips and runtimeConfig.ips (\"10.1.0.5\" or \"10.1.0.5/24\").
 Environment: CORRAL_IPAM_LOCK_TIMEOUT_MS (default 30000), CORRAL_LOG (log level, to stderr).";
+
+/// host-local as a built-in delegate: plugins that delegate IPAM pass this to `corral_cni::invoke`, which runs
+/// it in-process when the `host-local` in CNI_PATH is corral's own build (and execs it otherwise).
+pub static HOST_LOCAL: HostLocal = HostLocal {
+    lock_timeout: store::DEFAULT_LOCK_TIMEOUT,
+};
+
+/// The built-in delegates this crate provides.
+pub fn builtins() -> [corral_cni::invoke::Builtin<'static>; 1] {
+    [("host-local", &HOST_LOCAL)]
+}

@@ -179,12 +179,15 @@ fn gc_reclaims_what_a_crashed_and_vanished_container_leaked() {
 #[test]
 fn ipam_crash_during_add_leaves_no_reservation_or_veth() {
     // host-local dies after writing the reservation file: the bridge sees a failed delegate and must undo
-    // everything, including the IPAM DEL the spec asks for after a failed delegated ADD.
+    // everything, including the IPAM DEL the spec asks for after a failed delegated ADD. (By default the
+    // bridge runs corral's host-local in-process, where such a kill is the bridge's own crash, covered above;
+    // CORRAL_DELEGATE_EXEC=1 makes it exec host-local as it execs any other IPAM plugin.)
     for point in ["ipam-after-index", "ipam-after-ipfile"] {
         let node = Node::new();
         let conf = net_conf(&node);
         let ctr = Ctr::new();
-        let out = node.call("bridge", "ADD", &ctr, &conf, &[("CORRAL_FAIL_AT", point)]);
+        let env = [("CORRAL_FAIL_AT", point), ("CORRAL_DELEGATE_EXEC", "1")];
+        let out = node.call("bridge", "ADD", &ctr, &conf, &env);
         assert_ne!(out.status, 0, "{point}: ADD succeeded");
         assert!(
             out.json["code"].is_u64(),

@@ -7,14 +7,15 @@
 //! <dataDir>/<network>/.corral/<id>@<ifname> corral's index of one attachment (addresses, boot id, netns)
 //! ```
 //!
-//! Unlike the reference, every write is atomic: a temporary `.<name>.tmp` beside the target, fsync, then
-//! `link()` (exclusive, for reservations) or `rename()` (hint and index), then fsync of the directory. The
+//! Unlike the reference, every write is atomic: a temporary `.<name>.tmp` beside the target, then `link()`
+//! (exclusive, for reservations) or `rename()` (hint and index). Reservation contents are fsynced before they
+//! are linked; each directory is fsynced once at the end of a verb, before its result is returned. The
 //! index lets DEL and the duplicate check read one file instead of walking the directory; the `@` cannot occur
 //! in a container id, so the name splits unambiguously. The reference walks the directory recursively and
 //! compares each file's trimmed content with `<id>\r\n<ifname>` or `<id>`: index files start with a header
 //! line, temporary files start with `.` (not an address), so it never mistakes them for reservations.
 
-use super::fs::{self, Publish};
+use super::fs::{self, Durability, Publish};
 use super::{Holder, IndexEntry, Store};
 use crate::error::StoreError;
 use corral_cni::{failpoint, Attachment};
@@ -132,7 +133,13 @@ impl Store for DiskStore {
 
     fn create(&mut self, ip: IpAddr, owner: &Attachment) -> Result<bool, StoreError> {
         let content = Holder::encode(owner);
-        let created = fs::write_atomic(&self.dir, &ip.to_string(), content.as_bytes(), Publish::Exclusive)?;
+        let created = fs::write_atomic(
+            &self.dir,
+            &ip.to_string(),
+            content.as_bytes(),
+            Publish::Exclusive,
+            Durability::Synced,
+        )?;
         if created {
             tracing::debug!(%ip, id = %owner.container_id, ifname = %owner.ifname, "reserved");
             failpoint::hit(FAIL_AFTER_IPFILE);
@@ -146,7 +153,11 @@ impl Store for DiskStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
-        fs::sync_dir(&self.dir)
+        fs::sync_dir(&self.dir)?;
+        match fs::sync_dir(&self.index_dir) {
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 
     fn reservations(&self) -> Result<Vec<(IpAddr, Holder)>, StoreError> {
@@ -177,7 +188,14 @@ impl Store for DiskStore {
 
     fn set_last_reserved(&mut self, set: usize, ip: IpAddr) -> Result<(), StoreError> {
         let name = format!("{LAST_RESERVED_PREFIX}{set}");
-        fs::write_atomic(&self.dir, &name, ip.to_string().as_bytes(), Publish::Replace).map(|_| ())
+        fs::write_atomic(
+            &self.dir,
+            &name,
+            ip.to_string().as_bytes(),
+            Publish::Replace,
+            Durability::Atomic,
+        )
+        .map(|_| ())
     }
 
     fn read_index(&self, owner: &Attachment) -> Result<Option<IndexEntry>, StoreError> {
@@ -191,6 +209,7 @@ impl Store for DiskStore {
             &name,
             entry.encode().as_bytes(),
             Publish::Replace,
+            Durability::Atomic,
         )?;
         failpoint::hit(FAIL_AFTER_INDEX);
         Ok(())

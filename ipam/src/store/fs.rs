@@ -1,5 +1,5 @@
-//! File primitives of the disk store: atomic writes (temp file, fsync, `link` or `rename`, fsync of the
-//! directory) and the flock over a network directory, polled until a deadline.
+//! File primitives of the disk store: atomic writes (temp file, fsync where it matters, `link` or `rename`),
+//! directory fsyncs and the flock over a network directory, polled until a deadline.
 
 use crate::error::StoreError;
 use nix::errno::Errno;
@@ -28,9 +28,26 @@ pub enum Publish {
     Replace,
 }
 
-/// Writes `content` to `dir/name` atomically with mode 0600, then fsyncs `dir`. Returns `false` only for
-/// [`Publish::Exclusive`] when the name is taken.
-pub fn write_atomic(dir: &Path, name: &str, content: &[u8], how: Publish) -> Result<bool, StoreError> {
+/// How durable a write must be before it is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the content before it takes its name: a reservation must never be an empty file after a crash.
+    Synced,
+    /// Atomic only: a crash of the process never shows a partial file, a power loss may lose the update.
+    /// For the round-robin hint and the index, which DEL and GC do not depend on.
+    Atomic,
+}
+
+/// Writes `content` to `dir/name` atomically with mode 0600. The directory itself is not fsynced here: the
+/// store syncs each directory once per verb ([`sync_dir`]). Returns `false` only for [`Publish::Exclusive`]
+/// when the name is taken.
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    content: &[u8],
+    how: Publish,
+    durability: Durability,
+) -> Result<bool, StoreError> {
     let tmp = tmp_path(dir, name);
     let target = dir.join(name);
     remove_if_present(&tmp)?;
@@ -41,7 +58,10 @@ pub fn write_atomic(dir: &Path, name: &str, content: &[u8], how: Publish) -> Res
         .open(&tmp)
         .map_err(|e| StoreError::io("create", &tmp, e))?;
     f.write_all(content)
-        .and_then(|()| f.sync_all())
+        .and_then(|()| match durability {
+            Durability::Synced => f.sync_all(),
+            Durability::Atomic => Ok(()),
+        })
         .map_err(|e| StoreError::io("write", &tmp, e))?;
     drop(f);
     let published = match how {
@@ -60,9 +80,6 @@ pub fn write_atomic(dir: &Path, name: &str, content: &[u8], how: Publish) -> Res
     };
     if how == Publish::Exclusive {
         remove_if_present(&tmp)?;
-    }
-    if published {
-        sync_dir(dir)?;
     }
     Ok(published)
 }
@@ -148,6 +165,7 @@ pub fn lock_file(path: &Path, timeout: Duration) -> Result<FileLock, StoreError>
             });
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+        // Holders keep the lock for a few milliseconds: a short cap keeps waiters from oversleeping it.
+        pause = (pause * 2).min(Duration::from_millis(2));
     }
 }

@@ -82,7 +82,7 @@ fn attach(
             // Marked before the call: a delegate that failed (or was killed) half-way may have reserved an
             // address, and the spec asks for a DEL of a failed delegated ADD.
             applied.ipam = Some(t.clone());
-            invoke::delegate_add(t, req)?
+            invoke::delegate_add(t, req, &corral_ipam::builtins())?
         }
         None => CniResult::default(),
     };
@@ -297,7 +297,7 @@ fn rollback(req: &Request, ctr: &Netlink, applied: &Applied) {
         }
     }
     if let Some(t) = &applied.ipam {
-        if let Err(e) = invoke::delegate_void(t, Command::Del, req) {
+        if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
             tracing::warn!(error = %e, "rollback: IPAM DEL");
         }
     }

@@ -15,7 +15,7 @@ pub fn check(req: &Request) -> Result<(), CniError> {
         .prev_result()?
         .ok_or_else(|| CniError::invalid_config("CHECK needs a prevResult"))?;
     if let Some(t) = &br.ipam_type {
-        invoke::delegate_void(t, Command::Check, req)?;
+        invoke::delegate_void(t, Command::Check, req, &corral_ipam::builtins())?;
     }
     let host = Netlink::current().map_err(net("netlink"))?;
     let ctr_ns = open_container_netns(req)?;

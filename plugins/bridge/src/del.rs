@@ -13,7 +13,7 @@ pub fn del(req: &Request) -> Result<(), CniError> {
     let br = config::load(req)?;
     let mut errors: Vec<CniError> = Vec::new();
     if let Some(t) = &br.ipam_type {
-        if let Err(e) = invoke::delegate_void(t, Command::Del, req) {
+        if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
             errors.push(e.context("IPAM DEL"));
         }
     }
@@ -61,7 +61,7 @@ fn is_own_netns(ns: &std::fs::File, req: &Request) -> bool {
 pub fn status(req: &Request) -> Result<(), CniError> {
     let br = config::load(req)?;
     if let Some(t) = &br.ipam_type {
-        invoke::delegate_void(t, Command::Status, req)?;
+        invoke::delegate_void(t, Command::Status, req, &corral_ipam::builtins())?;
     }
     if br.ip_masq || br.macspoofchk {
         nat_manager(req)
@@ -76,7 +76,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
     let br = config::load(req)?;
     let mut errors = Vec::new();
     if let Some(t) = &br.ipam_type {
-        if let Err(e) = invoke::delegate_void(t, Command::Gc, req) {
+        if let Err(e) = invoke::delegate_void(t, Command::Gc, req, &corral_ipam::builtins()) {
             errors.push(e.context("IPAM GC"));
         }
     }

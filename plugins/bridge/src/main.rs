@@ -37,6 +37,8 @@ hairpinMode, promiscMode, vlan, vlanTrunk, preserveDefaultVlan, macspoofchk, ena
 portIsolation, mac (runtimeConfig/args/CNI_ARGS MAC), ipam, dns. Environment: CORRAL_LOG (log level, default warn), \
 CORRAL_STATE_DIR (NAT records, default /var/lib/corral). Documentation: docs/bridge.md.";
 
+corral_cni::plugin_note!();
+
 fn main() {
     corral_cni::skel::main(&BridgePlugin, ABOUT, HELP)
 }

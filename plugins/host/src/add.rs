@@ -122,7 +122,7 @@ fn attach(
 
     let ipam = match &cfg.ipam_type {
         Some(t) => {
-            let r = invoke::delegate_add(t, req)?;
+            let r = invoke::delegate_add(t, req, &corral_ipam::builtins())?;
             applied.ipam = Some(t.clone());
             r
         }
@@ -169,7 +169,7 @@ fn configure_addresses(ctx: &Ctx<'_>, index: u32, ipam: &CniResult) -> Result<()
 fn rollback(ctx: &Ctx<'_>, dev: &LinkInfo, rec: &DeviceRecord, applied: &Applied) {
     let req = ctx.req;
     if let Some(t) = &applied.ipam {
-        if let Err(e) = invoke::delegate_void(t, Command::Del, req) {
+        if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
             tracing::warn!(error = %e, "rollback: IPAM DEL");
         }
     }

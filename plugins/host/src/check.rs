@@ -51,7 +51,7 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     }
     check_addresses_and_routes(&ctr, &prev, idx, link.index)?;
     if let Some(t) = &cfg.ipam_type {
-        invoke::delegate_void(t, Command::Check, req)?;
+        invoke::delegate_void(t, Command::Check, req, &corral_ipam::builtins())?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub fn del(req: &Request) -> Result<(), CniError> {
     let cfg = config::load(req)?;
     let mut errors: Vec<CniError> = Vec::new();
     if let Some(t) = &cfg.ipam_type {
-        if let Err(e) = invoke::delegate_void(t, Command::Del, req) {
+        if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
             errors.push(e.context("IPAM DEL"));
         }
     }
@@ -65,7 +65,7 @@ pub fn del(req: &Request) -> Result<(), CniError> {
 pub fn status(req: &Request) -> Result<(), CniError> {
     let cfg = config::load(req)?;
     if let Some(t) = &cfg.ipam_type {
-        invoke::delegate_void(t, Command::Status, req)?;
+        invoke::delegate_void(t, Command::Status, req, &corral_ipam::builtins())?;
     }
     Ok(())
 }
@@ -77,7 +77,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
     let cfg = config::load(req)?;
     let mut errors = Vec::new();
     if let Some(t) = &cfg.ipam_type {
-        if let Err(e) = invoke::delegate_void(t, Command::Gc, req) {
+        if let Err(e) = invoke::delegate_void(t, Command::Gc, req, &corral_ipam::builtins()) {
             errors.push(e.context("IPAM GC"));
         }
     }

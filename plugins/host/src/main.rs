@@ -42,6 +42,8 @@ warn), CORRAL_STATE_DIR (attachment records under host-device/, default /var/lib
 root, default /sys). Failure hooks (CORRAL_FAIL_AT): host-device-after-rename, host-device-after-move, \
 host-device-after-ipam. Documentation: docs/host-device.md.";
 
+corral_cni::plugin_note!();
+
 fn main() {
     corral_cni::skel::main(&HostDevicePlugin, ABOUT, HELP)
 }

@@ -112,6 +112,8 @@ const ABOUT: &str = concat!("CNI loopback plugin (corral ", env!("CARGO_PKG_VERS
 const HELP: &str =
     "Brings the container's lo up. No config keys besides the common ones. Documentation: docs/loopback.md.";
 
+corral_cni::plugin_note!();
+
 fn main() {
     corral_cni::skel::main(&Loopback, ABOUT, HELP)
 }

@@ -38,6 +38,8 @@ containerPort, protocol, hostIP}], snat, masqAll, markMasqBit and externalSetMar
 conditionsV4/conditionsV6 (must be empty), backend (nftables). Environment: CORRAL_LOG (log level, default warn), \
 CORRAL_STATE_DIR (NAT records, default /var/lib/corral). Documentation: docs/portmap.md.";
 
+corral_cni::plugin_note!();
+
 fn main() {
     corral_cni::skel::main(&PortmapPlugin, ABOUT, HELP)
 }
