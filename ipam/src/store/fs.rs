@@ -1,5 +1,5 @@
-//! File primitives of the disk store: atomic writes (temp file, fsync where it matters, `link` or `rename`),
-//! directory fsyncs and the flock over a network directory, polled until a deadline.
+//! File primitives of the disk store: atomic writes (temp file, then `link` or `rename`), fsyncs of files and
+//! directories and the flock over a network directory, polled until a deadline.
 
 use crate::error::StoreError;
 use nix::errno::Errno;
@@ -28,26 +28,10 @@ pub enum Publish {
     Replace,
 }
 
-/// How durable a write must be before it is published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// fsync the content before it takes its name: a reservation must never be an empty file after a crash.
-    Synced,
-    /// Atomic only: a crash of the process never shows a partial file, a power loss may lose the update.
-    /// For the round-robin hint and the index, which DEL and GC do not depend on.
-    Atomic,
-}
-
-/// Writes `content` to `dir/name` atomically with mode 0600. The directory itself is not fsynced here: the
-/// store syncs each directory once per verb ([`sync_dir`]). Returns `false` only for [`Publish::Exclusive`]
-/// when the name is taken.
-pub fn write_atomic(
-    dir: &Path,
-    name: &str,
-    content: &[u8],
-    how: Publish,
-    durability: Durability,
-) -> Result<bool, StoreError> {
+/// Writes `content` to `dir/name` atomically with mode 0600: a crashed process never leaves a partial file.
+/// Nothing is fsynced here: the store fsyncs new files and their directories once per verb, before the verb
+/// returns ([`sync_dir`]). Returns `false` only for [`Publish::Exclusive`] when the name is taken.
+pub fn write_atomic(dir: &Path, name: &str, content: &[u8], how: Publish) -> Result<bool, StoreError> {
     let tmp = tmp_path(dir, name);
     let target = dir.join(name);
     remove_if_present(&tmp)?;
@@ -58,10 +42,6 @@ pub fn write_atomic(
         .open(&tmp)
         .map_err(|e| StoreError::io("create", &tmp, e))?;
     f.write_all(content)
-        .and_then(|()| match durability {
-            Durability::Synced => f.sync_all(),
-            Durability::Atomic => Ok(()),
-        })
         .map_err(|e| StoreError::io("write", &tmp, e))?;
     drop(f);
     let published = match how {
