@@ -4,30 +4,25 @@
 
 use crate::config;
 use crate::effects::{nat, nat_manager, net, owner};
+use crate::teardown;
+use corral_cni::error::combine;
 use corral_cni::{invoke, CniError, Command, Request};
 use corral_nat::Source;
-use corral_netops::{current_netns, open_netns, same_netns, Netlink};
+use corral_netops::{current_netns, open_netns, same_netns};
 
-/// Runs DEL.
+/// Runs DEL: the container link first (down and out of the way, so the address can be handed out again at
+/// once), then the IPAM release and the NAT entries.
 pub fn del(req: &Request) -> Result<(), CniError> {
     let br = config::load(req)?;
     let mut errors: Vec<CniError> = Vec::new();
-    if let Some(t) = &br.ipam_type {
-        if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
-            errors.push(e.context("IPAM DEL"));
-        }
-    }
     if let Some(path) = &req.netns {
         match open_netns(path) {
             Ok(ns) if is_own_netns(&ns, req) => {
                 tracing::warn!(netns = %path.display(), "CNI_NETNS is the plugin's own netns; not deleting links there")
             }
             Ok(ns) => {
-                let deleted = Netlink::in_netns(&ns).and_then(|ctr| ctr.delete_link(&req.ifname));
-                if let Err(e) = deleted
-                    .map(|_| ())
-                    .or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) })
-                {
+                let removed = teardown::remove_container_link(&ns, path, &req.ifname, &req.env);
+                if let Err(e) = removed.or_else(|e| if e.is_not_found() { Ok(()) } else { Err(e) }) {
                     errors.push(net("delete container link")(e));
                 }
             }
@@ -35,6 +30,11 @@ pub fn del(req: &Request) -> Result<(), CniError> {
                 tracing::debug!(netns = %path.display(), "netns gone; links went with it")
             }
             Err(e) => errors.push(net("open netns")(e)),
+        }
+    }
+    if let Some(t) = &br.ipam_type {
+        if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
+            errors.push(e.context("IPAM DEL"));
         }
     }
     if let Err(e) = nat_manager(req).del(&owner(req), Source::Bridge) {
@@ -90,21 +90,4 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
         errors.push(nat(e).context("NAT GC"));
     }
     combine(errors)
-}
-
-/// One error from many: the first one's code, every message.
-pub fn combine(errors: Vec<CniError>) -> Result<(), CniError> {
-    let mut it = errors.into_iter();
-    let Some(first) = it.next() else { return Ok(()) };
-    let rest: Vec<String> = it.map(|e| e.to_string()).collect();
-    if rest.is_empty() {
-        Err(first)
-    } else {
-        let details = if first.details.is_empty() {
-            rest.join("; ")
-        } else {
-            format!("{}; {}", first.details, rest.join("; "))
-        };
-        Err(CniError { details, ..first })
-    }
 }

@@ -7,6 +7,7 @@ mod config;
 mod del;
 mod effects;
 mod plan;
+mod teardown;
 
 use corral_cni::{CniError, CniResult, Plugin, Request};
 
@@ -35,10 +36,14 @@ const HELP: &str = "Run by a container runtime with CNI_COMMAND and friends in t
 configuration on stdin. Keys: bridge, isGateway, isDefaultGateway, forceAddress, ipMasq, ipMasqBackend, mtu, \
 hairpinMode, promiscMode, vlan, vlanTrunk, preserveDefaultVlan, macspoofchk, enabledad, disableContainerInterface, \
 portIsolation, mac (runtimeConfig/args/CNI_ARGS MAC), ipam, dns. Environment: CORRAL_LOG (log level, default warn), \
-CORRAL_STATE_DIR (NAT records, default /var/lib/corral). Documentation: docs/bridge.md.";
+CORRAL_STATE_DIR (NAT records, default /var/lib/corral), CORRAL_SYNC_DEL=1 (DEL deletes the veth before \
+returning instead of in the background). Documentation: docs/bridge.md.";
 
 corral_cni::plugin_note!();
 
 fn main() {
+    if let Some(code) = teardown::run_deferred_if_requested() {
+        std::process::exit(code);
+    }
     corral_cni::skel::main(&BridgePlugin, ABOUT, HELP)
 }
