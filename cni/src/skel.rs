@@ -115,6 +115,14 @@ impl Request {
         }
     }
 
+    /// Whether CNI_NETNS names the plugin's own network namespace (and CNI_NETNS_OVERRIDE does not allow
+    /// acting there): DEL must then leave links alone.
+    pub fn netns_is_own(&self) -> bool {
+        self.netns
+            .as_deref()
+            .is_some_and(|ns| is_own_netns(ns, &self.env))
+    }
+
     /// CNI_NETNS, or a code-4 error naming it (for verbs that need it).
     pub fn require_netns(&self) -> Result<&PathBuf, CniError> {
         self.netns
@@ -350,18 +358,22 @@ pub fn validate_ifname(name: &str) -> Result<(), CniError> {
     }
 }
 
-/// Refuses to configure the plugin's own netns (it would take the node's `lo` or routes), unless
-/// CNI_NETNS_OVERRIDE is set, as the reference skeleton does.
-fn check_not_own_netns(ns: &std::path::Path, env: &BTreeMap<String, String>) -> Result<(), CniError> {
-    if matches!(
+/// Whether `ns` is the calling thread's own network namespace and CNI_NETNS_OVERRIDE does not allow acting
+/// there. A reused path (`/proc/<pid>/ns/net` of a process that is gone) can name the node itself: ADD and
+/// CHECK are refused there, DEL leaves links alone (reference plugins#714).
+fn is_own_netns(ns: &std::path::Path, env: &BTreeMap<String, String>) -> bool {
+    let overridden = matches!(
         env.get("CNI_NETNS_OVERRIDE").map(String::as_str),
         Some("1" | "true")
-    ) {
-        return Ok(());
-    }
+    );
     let ident = |p: &std::path::Path| nix::sys::stat::stat(p).ok().map(|s| (s.st_dev, s.st_ino));
     let theirs = ident(ns);
-    if theirs.is_some() && theirs == ident(std::path::Path::new("/proc/thread-self/ns/net")) {
+    !overridden && theirs.is_some() && theirs == ident(std::path::Path::new("/proc/thread-self/ns/net"))
+}
+
+/// Refuses to configure the plugin's own netns (it would take the node's `lo` or routes).
+fn check_not_own_netns(ns: &std::path::Path, env: &BTreeMap<String, String>) -> Result<(), CniError> {
+    if is_own_netns(ns, env) {
         return Err(CniError::new(
             codes::INVALID_NETNS,
             format!("CNI_NETNS {} is the plugin's own network namespace", ns.display()),

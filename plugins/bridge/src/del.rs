@@ -8,7 +8,7 @@ use crate::teardown;
 use corral_cni::error::combine;
 use corral_cni::{invoke, CniError, Command, Request};
 use corral_nat::Source;
-use corral_netops::{current_netns, open_netns, same_netns};
+use corral_netops::open_netns;
 
 /// Runs DEL: the container link first (down and out of the way, so the address can be handed out again at
 /// once), then the IPAM release and the NAT entries.
@@ -17,7 +17,7 @@ pub fn del(req: &Request) -> Result<(), CniError> {
     let mut errors: Vec<CniError> = Vec::new();
     if let Some(path) = &req.netns {
         match open_netns(path) {
-            Ok(ns) if is_own_netns(&ns, req) => {
+            Ok(_) if req.netns_is_own() => {
                 tracing::warn!(netns = %path.display(), "CNI_NETNS is the plugin's own netns; not deleting links there")
             }
             Ok(ns) => {
@@ -41,20 +41,6 @@ pub fn del(req: &Request) -> Result<(), CniError> {
         errors.push(nat(e).context("NAT cleanup"));
     }
     combine(errors)
-}
-
-/// Whether `ns` is the plugin's own namespace (and CNI_NETNS_OVERRIDE does not allow it). The skeleton refuses
-/// ADD and CHECK there but not DEL, which would then delete the node's own CNI_IFNAME (a reused
-/// `/proc/<pid>/ns/net` can name the host, reference plugins#714).
-fn is_own_netns(ns: &std::fs::File, req: &Request) -> bool {
-    let allowed = matches!(
-        req.env.get("CNI_NETNS_OVERRIDE").map(String::as_str),
-        Some("1" | "true")
-    );
-    !allowed
-        && current_netns()
-            .and_then(|own| same_netns(&own, ns))
-            .unwrap_or(false)
 }
 
 /// STATUS: the IPAM plugin's STATUS, and nftables usable when the config needs it (code 50 otherwise).

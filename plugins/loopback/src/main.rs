@@ -2,9 +2,8 @@
 //! and returns its addresses, or passes a prevResult through unchanged.
 
 use corral_cni::{codes, CniError, CniResult, Interface, IpConfig, Plugin, Request};
-use corral_netops::{current_netns, open_netns, same_netns, Netlink, NetopsError};
+use corral_netops::{open_netns, Netlink, NetopsError};
 use ipnet::IpNet;
-use std::fs::File;
 
 const LO: &str = "lo";
 
@@ -19,20 +18,6 @@ fn loopback_in(req: &Request) -> Result<Netlink, CniError> {
     let ns =
         open_netns(path).map_err(|e| CniError::invalid_env(format!("CNI_NETNS {}: {e}", path.display())))?;
     Netlink::in_netns(&ns).map_err(net("netlink in container"))
-}
-
-/// Whether `ns` is the plugin's own namespace (and CNI_NETNS_OVERRIDE does not allow it). The skeleton refuses
-/// ADD and CHECK there, not DEL; DEL must not take the node's `lo` down (reference plugins#714, where a
-/// reused `/proc/<pid>/ns/net` pointed at the host), so it does nothing and succeeds.
-fn is_own_netns(ns: &File, req: &Request) -> bool {
-    let allowed = matches!(
-        req.env.get("CNI_NETNS_OVERRIDE").map(String::as_str),
-        Some("1" | "true")
-    );
-    !allowed
-        && current_netns()
-            .and_then(|own| same_netns(&own, ns))
-            .unwrap_or(false)
 }
 
 /// The result when there is no prevResult: `lo` with its first IPv4 and IPv6 address.
@@ -89,7 +74,7 @@ impl Plugin for Loopback {
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(net("open netns")(e)),
         };
-        if is_own_netns(&ns, req) {
+        if req.netns_is_own() {
             return Ok(());
         }
         let ctr = Netlink::in_netns(&ns).map_err(net("netlink in container"))?;
