@@ -41,6 +41,22 @@ pub struct NetConf {
     pub legacy_attachments: Option<Vec<Attachment>>,
 }
 
+/// What a delegating plugin reads of its `ipam` object: the IPAM plugin's type (the rest is the IPAM
+/// plugin's own business).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct IpamRef {
+    /// The IPAM plugin, found in CNI_PATH.
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+}
+
+impl IpamRef {
+    /// The IPAM plugin's name, if one is configured.
+    pub fn plugin(&self) -> Option<&str> {
+        Some(self.plugin_type.as_str()).filter(|t| !t.is_empty())
+    }
+}
+
 /// One (container, interface) attachment named in a GC request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Attachment {
@@ -91,12 +107,16 @@ impl NetConf {
 
 /// Decodes a plugin's typed config from stdin bytes; malformed JSON or a wrongly typed value is code 6, and
 /// the message names the key (`ipam.ranges[0][0].subnet`) when the JSON itself was well formed.
+///
+/// Keys match fields as Go's `encoding/json` matches them (case-insensitively when there is no exact key), as
+/// the reference plugins decode configs: see [`crate::gojson`].
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, CniError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| CniError::decode(format!("cannot decode {what}")).with_details(e))?;
+    serde_path_to_error::deserialize(crate::gojson::GoValue(value)).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let msg = if path == "." || inner.is_syntax() || inner.is_eof() {
+        let msg = if path == "." {
             format!("cannot decode {what}")
         } else {
             format!("cannot decode {what}: bad value for \"{path}\"")

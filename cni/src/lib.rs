@@ -6,6 +6,7 @@ pub mod args;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod gojson;
 pub mod identity;
 pub mod invoke;
 pub mod log;
@@ -15,7 +16,7 @@ pub mod skel;
 pub mod version;
 
 pub use args::CniArgs;
-pub use config::{Attachment, NetConf};
+pub use config::{Attachment, IpamRef, NetConf};
 pub use error::{codes, CniError};
 pub use result::{CniResult, Dns, Interface, IpConfig, Route};
 pub use skel::{Command, Plugin, Request};

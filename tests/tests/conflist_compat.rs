@@ -191,3 +191,27 @@ fn loopback_called_with_older_version_beside_the_chain() {
         "lo is not up: {lo}"
     );
 }
+
+#[test]
+fn keys_are_matched_case_insensitively_as_the_reference_does() {
+    // Go's encoding/json matches object keys to fields case-insensitively; configs in the wild rely on it.
+    let node = Node::new();
+    let ctr = Netns::new("crg");
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","Name":"{}","type":"bridge","Bridge":"gobr0","IsGateway":true,
+            "IPAM":{{"Type":"host-local","Subnet":"10.233.0.0/24","DataDir":"{}"}}}}"#,
+        unique("go"),
+        node.data_dir()
+    );
+    let r = node
+        .attach("bridge", "ADD", &unique("ctr"), &ctr.path(), &conf)
+        .ok();
+    assert_eq!(r["interfaces"][0]["name"], "gobr0");
+    assert_eq!(r["ips"][0]["address"], "10.233.0.2/24");
+    assert_eq!(r["ips"][0]["gateway"], "10.233.0.1");
+    assert!(
+        node.ns.addrs("gobr0").contains(&"10.233.0.1/24".to_string()),
+        "IsGateway took effect"
+    );
+    assert!(ctr.ping("10.233.0.1"));
+}

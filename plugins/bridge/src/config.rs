@@ -1,6 +1,6 @@
 //! The bridge plugin's configuration: wire keys as the reference names them, validated into [`Bridge`].
 
-use corral_cni::{CniError, Request};
+use corral_cni::{CniError, IpamRef, Request};
 use corral_nat::model::parse_mac;
 use serde::Deserialize;
 use serde_json::Value;
@@ -42,7 +42,7 @@ pub struct BridgeConf {
     #[serde(default)]
     port_isolation: bool,
     #[serde(default)]
-    ipam: Option<Value>,
+    ipam: Option<IpamRef>,
 }
 
 /// One `vlanTrunk` entry: a single `id` or a `minID`..`maxID` range.
@@ -122,13 +122,7 @@ fn validate(raw: BridgeConf, req: &Request) -> Result<Bridge, CniError> {
             "cannot set hairpinMode and promiscMode at the same time".into()
         ));
     }
-    let ipam_type = raw
-        .ipam
-        .as_ref()
-        .and_then(|i| i.get("type"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string);
+    let ipam_type = raw.ipam.as_ref().and_then(IpamRef::plugin).map(str::to_string);
     if raw.disable_container_interface && ipam_type.is_some() {
         return Err(bad("cannot use IPAM when disableContainerInterface is set".into()));
     }

@@ -3,10 +3,9 @@
 //! (they find the device through the container and the on-disk record, and runtimes send
 //! `runtimeConfig.deviceID` only with attachment verbs).
 
-use corral_cni::{CniError, Request};
+use corral_cni::{CniError, IpamRef, Request};
 use corral_nat::model::parse_mac;
 use serde::Deserialize;
-use serde_json::Value;
 use std::path::{Component, Path, PathBuf};
 
 /// Raw wire config: the plugin's own keys (the common ones are in `NetConf`).
@@ -23,7 +22,7 @@ pub struct HostConf {
     #[serde(default, rename = "runtimeConfig")]
     runtime_config: Option<RuntimeConf>,
     #[serde(default)]
-    ipam: Option<Value>,
+    ipam: Option<IpamRef>,
 }
 
 /// The capability arguments host-device reads.
@@ -146,13 +145,7 @@ fn validate(raw: HostConf, network: &str) -> Result<HostDevice, CniError> {
         None => None,
         Some((key, value)) => Some(parse_selector(key, value).map_err(bad)?),
     };
-    let ipam_type = raw
-        .ipam
-        .as_ref()
-        .and_then(|i| i.get("type"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string);
+    let ipam_type = raw.ipam.as_ref().and_then(IpamRef::plugin).map(str::to_string);
     Ok(HostDevice {
         network: network.to_string(),
         selector,
