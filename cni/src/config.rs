@@ -94,14 +94,14 @@ impl NetConf {
             .unwrap_or_default()
     }
 
-    /// `args.cni.<key>` if present.
+    /// `args.cni.<key>` if present (keys matched as Go matches them).
     pub fn args_cni(&self, key: &str) -> Option<&Value> {
-        self.args.as_ref()?.get("cni")?.get(key)
+        crate::gojson::lookup(crate::gojson::lookup(self.args.as_ref()?, "cni")?, key)
     }
 
-    /// `runtimeConfig.<key>` if present.
+    /// `runtimeConfig.<key>` if present (keys matched as Go matches them).
     pub fn runtime(&self, key: &str) -> Option<&Value> {
-        self.runtime_config.as_ref()?.get(key)
+        crate::gojson::lookup(self.runtime_config.as_ref()?, key)
     }
 }
 

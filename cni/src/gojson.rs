@@ -7,6 +7,18 @@
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+/// `obj[key]` with Go's key matching, for free-form objects read as `Value` (`runtimeConfig.portMappings`
+/// entries, whose keys containerd writes as Go field names, `HostPort`): the exact key, else the first key
+/// equal to it ignoring ASCII case.
+pub fn lookup<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
+    let map = obj.as_object()?;
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
 /// A JSON value deserialized with Go's key matching.
 pub struct GoValue(pub Value);
 
@@ -201,6 +213,15 @@ mod tests {
     fn free_form_values_keep_their_keys() {
         let c: Conf = go(r#"{"extra": {"MixedCase": 1}}"#).unwrap();
         assert_eq!(c.extra.unwrap()["MixedCase"], 1);
+    }
+
+    #[test]
+    fn lookup_prefers_the_exact_key() {
+        let v: Value = serde_json::from_str(r#"{"HostPort": 1, "hostport": 2, "containerPort": 3}"#).unwrap();
+        assert_eq!(lookup(&v, "hostport"), Some(&Value::from(2)));
+        assert_eq!(lookup(&v, "ContainerPort"), Some(&Value::from(3)));
+        assert_eq!(lookup(&v, "hostIP"), None);
+        assert_eq!(lookup(&Value::from(5), "x"), None);
     }
 
     #[test]

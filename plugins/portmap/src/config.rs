@@ -5,6 +5,7 @@
 //! non-empty `conditionsV4`/`conditionsV6` (corral's DNAT is one map lookup shared by every network, so
 //! per-network match conditions have nowhere to go). See docs/portmap.md.
 
+use corral_cni::gojson::lookup;
 use std::net::IpAddr;
 
 use corral_cni::{CniError, Request};
@@ -121,7 +122,7 @@ fn parse_mapping(index: usize, entry: &Value) -> Result<Requested, CniError> {
         return Err(bad("must be an object".into()));
     }
     let port = |key: &str| -> Result<u16, CniError> {
-        let value = entry.get(key).unwrap_or(&Value::Null);
+        let value = lookup(entry, key).unwrap_or(&Value::Null);
         value
             .as_i64()
             .and_then(|p| u16::try_from(p).ok())
@@ -130,7 +131,7 @@ fn parse_mapping(index: usize, entry: &Value) -> Result<Requested, CniError> {
     };
     let host_port = port("hostPort")?;
     let container_port = port("containerPort")?;
-    let protocol = match entry.get("protocol") {
+    let protocol = match lookup(entry, "protocol") {
         None | Some(Value::Null) => Protocol::Tcp,
         Some(Value::String(p)) if p.is_empty() => Protocol::Tcp,
         Some(Value::String(p)) => {
@@ -138,7 +139,7 @@ fn parse_mapping(index: usize, entry: &Value) -> Result<Requested, CniError> {
         }
         Some(other) => return Err(bad(format!("protocol {other} is not a string"))),
     };
-    let host_ip = match entry.get("hostIP") {
+    let host_ip = match lookup(entry, "hostIP") {
         None | Some(Value::Null) => None,
         Some(Value::String(h)) if h.is_empty() => None,
         Some(Value::String(h)) => Some(
@@ -165,7 +166,7 @@ mod tests {
 
     pub(crate) fn req(conf: &Value) -> Request {
         let text = conf.to_string();
-        let nc: NetConf = serde_json::from_str(&text).unwrap();
+        let nc: NetConf = corral_cni::config::decode(text.as_bytes(), "config").unwrap();
         Request {
             command: Command::Add,
             container_id: "c1".into(),
@@ -200,6 +201,19 @@ mod tests {
         assert_eq!(p.mappings[0].host_ip, None);
         let none = load(&req(&json!({"cniVersion": "1.0.0", "name": "n"}))).unwrap();
         assert!(none.mappings.is_empty());
+    }
+
+    #[test]
+    fn go_field_names_from_containerd_are_accepted() {
+        // containerd 1.6 (go-cni) marshals its PortMapping struct without JSON tags.
+        let c = json!({"cniVersion": "1.0.0", "name": "n", "type": "portmap",
+            "RuntimeConfig": {"PortMappings": [{"HostPort": 30080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}]}});
+        let p = load(&req(&c)).unwrap();
+        assert_eq!(
+            (p.mappings[0].host_port, p.mappings[0].container_port),
+            (30080, 80)
+        );
+        assert_eq!(p.mappings[0].host_ip, None);
     }
 
     #[test]
