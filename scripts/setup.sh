@@ -7,6 +7,7 @@ packages=(
   iputils-ping netcat-openbsd curl    # traffic in tests
   busybox-static runc                 # the launcher's images and runtime
   podman iptables                     # Podman end-to-end test (CNI backend); iptables for the reference firewall
+  containerd                          # containerd CRI end-to-end test
 )
 missing=()
 for p in "${packages[@]}"; do
