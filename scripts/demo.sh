@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# corral demo: builds corral, creates a network inside a throwaway *node* namespace (standing in for a host),
-# attaches two containers to it with corral's CNI plugins, serves a web page from one, fetches it from the other,
-# publishes its port on the node, and shows corral's NAT state. Everything is removed at the end, whatever
-# happens. Run as root.
+# corral demo: builds corral, starts corrald inside a throwaway *node* namespace (standing in for a host), builds
+# a busybox image from Debian's busybox-static (nothing is downloaded), creates a network, runs a web server
+# container with a published port and a second container that fetches its page, shows curl from the node, ps,
+# logs and corral's NAT state, then stops and removes everything, whatever happens. Run as root.
+# (scripts/demo-cni.sh shows the plugins alone, driven by `corral cni`.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root"; exit 1; }
 scripts/setup.sh
+command -v runc >/dev/null || apt-get install -y runc
+[ -x /bin/busybox ] || apt-get install -y busybox-static
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -14,79 +17,77 @@ step "building corral (release)"
 cargo build --release --workspace --bins
 BIN=$PWD/target/release
 
-tag=$$
-node=corral-demo-node-$tag
-c1=corral-demo-web-$tag
-c2=corral-demo-client-$tag
+node=corral-demo-node-$$
 work=$(mktemp -d /tmp/corral-demo.XXXXXX)
-export CORRAL_STATE_DIR=$work/state
+sock=$work/corral.sock
+state=$work/state
+corrald_pid=''
+corral() { "$BIN"/corral -H "$sock" "$@"; }
 cleanup() {
   set +e
-  for c in web client; do
-    ip netns exec "$node" true 2>/dev/null && nsenter --net=/run/netns/"$node" "$BIN"/corral cni del \
-      --conflist "$work/net.conflist" --cni-path "$BIN" --id "$c" --netns "/run/netns/corral-demo-$c-$tag" >/dev/null 2>&1
+  if [ -n "$corrald_pid" ] && [ -S "$sock" ]; then
+    for c in $(corral ps -a 2>/dev/null | awk 'NR>1 {print $1}'); do corral rm -f "$c" >/dev/null 2>&1; done
+  fi
+  [ -n "$corrald_pid" ] && kill "$corrald_pid" 2>/dev/null && wait "$corrald_pid" 2>/dev/null
+  for d in "$state"/containers/*/; do
+    [ -d "$d" ] || continue
+    id=$(basename "$d")
+    runc --root "$state/runtime" kill "$id" KILL 2>/dev/null; runc --root "$state/runtime" delete --force "$id" 2>/dev/null
   done
-  [ -n "${httpd:-}" ] && kill "$httpd" 2>/dev/null
-  ip netns del "$c1" 2>/dev/null; ip netns del "$c2" 2>/dev/null; ip netns del "$node" 2>/dev/null
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  ip netns del "$node" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-step "a node namespace ($node) and two container namespaces"
-ip netns add "$node"; ip netns add "$c1"; ip netns add "$c2"
+step "a node namespace ($node) and corrald inside it"
+ip netns add "$node"
 ip -n "$node" link set lo up
+nsenter --net=/run/netns/"$node" "$BIN"/corrald --socket "$sock" --state-dir "$state" 2>"$work/corrald.log" &
+corrald_pid=$!
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
+cat "$work/corrald.log"
 
-portmap='' ; publish=()
-if [ -x "$BIN/portmap" ]; then
-  portmap=',{"type":"portmap","capabilities":{"portMappings":true},"snat":true}'
-  publish=(-p 8080:80)
-fi
-cat > "$work/net.conflist" <<JSON
-{
-  "cniVersion": "1.1.0",
-  "name": "demo",
-  "plugins": [
-    { "type": "bridge", "bridge": "demo0", "isGateway": true, "ipMasq": true,
-      "ipam": { "type": "host-local", "ranges": [[{ "subnet": "10.77.0.0/24" }]],
-                "routes": [{ "dst": "0.0.0.0/0" }], "dataDir": "$work/ipam" } }$portmap
-  ]
-}
-JSON
-echo "network config (a conflist as written for the reference plugins):"; cat "$work/net.conflist"
+step "a busybox image from /bin/busybox (corral image import)"
+mkdir -p "$work/rootfs"/{bin,etc,tmp,proc,sys,dev}
+cp /bin/busybox "$work/rootfs/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$work/rootfs/bin/$a"; done
+tar -C "$work/rootfs" -czf "$work/busybox.tar.gz" .
+corral image import "$work/busybox.tar.gz" busybox:demo
+corral image ls
 
-corral() { nsenter --net=/run/netns/"$node" "$BIN"/corral "$@"; }
+step "a network (corral network create demo)"
+corral network create demo
+corral network ls
 
-step "ADD: attach 'web' and 'client' (corral cni add, run inside the node namespace)"
-corral cni add --conflist "$work/net.conflist" --cni-path "$BIN" --id web --netns "/run/netns/$c1" "${publish[@]}"
-corral cni add --conflist "$work/net.conflist" --cni-path "$BIN" --id client --netns "/run/netns/$c2" >/dev/null
-web_ip=$(ip -n "$c1" -j addr show eth0 | sed -n 's/.*"local":"\(10\.77\.[0-9.]*\)".*/\1/p')
-echo "web has $web_ip"; ip -n "$c2" -br addr show eth0
-
-step "a web server in 'web' (busybox httpd), fetched from 'client' by address"
+step "a web server container: httpd with a published port and a read-only bind mount"
 mkdir -p "$work/www"; echo "hello from the web container" > "$work/www/index.html"
-nsenter --net=/run/netns/"$c1" busybox httpd -f -p 80 -h "$work/www" & httpd=$!
-sleep 0.3
-nsenter --net=/run/netns/"$c2" curl -s --max-time 5 "http://$web_ip/"
+corral run -d --name web --net demo -p 8080:80 -v "$work/www:/www:ro" busybox:demo \
+  sh -c 'echo "web: serving /www"; exec httpd -f -p 80 -h /www'
+corral ps
+web_ip=$(corral inspect web | sed -n 's/.*"IPAddress": "\([0-9.]*\)".*/\1/p' | head -1)
+echo "web has $web_ip"
 
-if [ -n "$portmap" ]; then
-  step "published port: node's 127.0.0.1:8080 -> web:80"
-  nsenter --net=/run/netns/"$node" curl -s --max-time 5 "http://127.0.0.1:8080/"
-  step "corral list-nat"
-  corral list-nat
-fi
+step "a second container fetches the page from web ($web_ip), and exits with nc's status"
+corral run --rm --net demo busybox:demo sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc $web_ip 80 | tail -1"
 
-step "CHECK both attachments"
-corral cni check --conflist "$work/net.conflist" --cni-path "$BIN" --id web --netns "/run/netns/$c1"
-corral cni check --conflist "$work/net.conflist" --cni-path "$BIN" --id client --netns "/run/netns/$c2"
+step "the published port from the node: curl http://127.0.0.1:8080/"
+sleep 0.2
+nsenter --net=/run/netns/"$node" curl -s --max-time 5 http://127.0.0.1:8080/
 
-step "corral's nftables table in the node (masquerade set elements, one per container address)"
-nsenter --net=/run/netns/"$node" nft list table inet corral
+step "corral list-nat (through corrald: container names beside ids)"
+corral list-nat
 
-step "DEL 'web' after its namespace is gone: address and NAT elements are still released"
-kill "$httpd"; wait "$httpd" 2>/dev/null || true; httpd=''
-ip netns del "$c1"
-corral cni del --conflist "$work/net.conflist" --cni-path "$BIN" --id web --netns "/run/netns/$c1"
-echo "reserved addresses now: $(ls "$work/ipam/demo" | grep -c '^10\.') (was 2)"
-nsenter --net=/run/netns/"$node" nft list set inet corral masq_src4
+step "corral logs web"
+corral logs web
+
+step "exit codes: corral run returns the container's"
+set +e; corral run --rm --net demo busybox:demo sh -c 'exit 3'; echo "exit code: $?"; set -e
+
+step "stop and remove web: CNI DEL releases its address and NAT entries"
+corral stop -t 1 web
+corral ps -a
+corral rm web
+corral list-nat
 
 step "done; cleaning up"

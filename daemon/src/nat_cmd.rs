@@ -5,6 +5,7 @@
 use clap::{Args, Subcommand};
 use corral_nat::{EntryState, MasqView, NatManager, NftCli, Owner, PortEntry, PortListing};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Where corral's state lives.
@@ -50,22 +51,49 @@ fn manager(state: &StateDir) -> NatManager<NftCli> {
 
 /// Runs `list-nat`.
 pub fn list(args: ListArgs) -> Result<String, String> {
-    let mut listing = manager(&args.state).list_ports().map_err(|e| e.to_string())?;
+    list_in(
+        &args.state.state_dir,
+        args.json,
+        args.network.as_deref(),
+        args.container.as_deref(),
+        None,
+    )
+}
+
+/// Whether `list-nat` was asked for JSON, and its filters (the client forwards them to corrald).
+pub fn list_options(args: &ListArgs) -> (bool, Option<&str>, Option<&str>) {
+    (args.json, args.network.as_deref(), args.container.as_deref())
+}
+
+/// The listing of the NAT state under `state_dir`, filtered; with `names` (container id → name, from
+/// corrald) every owner also shows its container's name.
+pub fn list_in(
+    state_dir: &std::path::Path,
+    json: bool,
+    network: Option<&str>,
+    container: Option<&str>,
+    names: Option<&BTreeMap<String, String>>,
+) -> Result<String, String> {
+    let mut listing = NatManager::new(state_dir, NftCli::new())
+        .list_ports()
+        .map_err(|e| e.to_string())?;
     let keep = |o: &Option<Owner>| {
-        args.network
-            .as_ref()
-            .is_none_or(|n| o.as_ref().is_some_and(|o| &o.network == n))
-            && args
-                .container
-                .as_ref()
-                .is_none_or(|c| o.as_ref().is_some_and(|o| o.container_id.starts_with(c.as_str())))
+        network.is_none_or(|n| o.as_ref().is_some_and(|o| o.network == n))
+            && container.is_none_or(|c| {
+                o.as_ref().is_some_and(|o| {
+                    o.container_id.starts_with(c)
+                        || names
+                            .and_then(|m| m.get(&o.container_id))
+                            .is_some_and(|name| name == c)
+                })
+            })
     };
     listing.entries.retain(|e| keep(&e.owner));
     listing.masq.retain(|m| keep(&m.owner));
-    if args.json {
-        serde_json::to_string_pretty(&to_json(&listing)).map_err(|e| e.to_string())
+    if json {
+        serde_json::to_string_pretty(&to_json(&listing, names)).map_err(|e| e.to_string())
     } else {
-        Ok(to_table(&listing))
+        Ok(to_table(&listing, names))
     }
 }
 
@@ -94,21 +122,29 @@ fn state_name(s: EntryState) -> &'static str {
     }
 }
 
-fn owner_json(o: &Option<Owner>) -> Value {
+type Names<'a> = Option<&'a BTreeMap<String, String>>;
+
+fn owner_json(o: &Option<Owner>, names: Names) -> Value {
     match o {
-        Some(o) => json!({ "network": o.network, "containerID": o.container_id, "ifname": o.ifname }),
+        Some(o) => {
+            let mut v = json!({ "network": o.network, "containerID": o.container_id, "ifname": o.ifname });
+            if let Some(n) = names.and_then(|m| m.get(&o.container_id)) {
+                v["name"] = json!(n);
+            }
+            v
+        }
         None => Value::Null,
     }
 }
 
-fn port_json(e: &PortEntry) -> Value {
+fn port_json(e: &PortEntry, names: Names) -> Value {
     json!({
         "protocol": e.protocol.to_string(),
         "hostIP": e.host_ip,
         "hostPort": e.host_port,
         "containerIP": e.container_ip,
         "containerPort": e.container_port,
-        "owner": owner_json(&e.owner),
+        "owner": owner_json(&e.owner, names),
         "state": state_name(e.state),
         "stale": e.stale,
         "packets": e.counters.map(|c| c.packets),
@@ -116,20 +152,20 @@ fn port_json(e: &PortEntry) -> Value {
     })
 }
 
-fn masq_json(m: &MasqView) -> Value {
+fn masq_json(m: &MasqView, names: Names) -> Value {
     json!({
         "source": m.ip,
         "subnet": m.subnet,
-        "owner": owner_json(&m.owner),
+        "owner": owner_json(&m.owner, names),
         "state": state_name(m.state),
         "stale": m.stale,
     })
 }
 
-fn to_json(l: &PortListing) -> Value {
+fn to_json(l: &PortListing, names: Names) -> Value {
     json!({
-        "dnat": l.entries.iter().map(port_json).collect::<Vec<_>>(),
-        "snat": l.masq.iter().map(masq_json).collect::<Vec<_>>(),
+        "dnat": l.entries.iter().map(|e| port_json(e, names)).collect::<Vec<_>>(),
+        "snat": l.masq.iter().map(|m| masq_json(m, names)).collect::<Vec<_>>(),
         "tablePresent": l.table_present,
         "unreadableRecords": l.unreadable.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
     })
@@ -150,7 +186,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
-fn to_table(l: &PortListing) -> String {
+fn to_table(l: &PortListing, names: Names) -> String {
     let mut out = String::new();
     if !l.table_present {
         out.push_str("(table inet corral is not in the kernel: run `corral nat reconcile` to restore it)\n");
@@ -188,6 +224,9 @@ fn to_table(l: &PortListing) -> String {
             opt(e.counters.map(|c| c.bytes)),
         ]);
     }
+    if let Some(m) = names {
+        add_name_column(&mut dnat, l.entries.iter().map(|e| &e.owner), m);
+    }
     out.push_str("DNAT (published ports)\n");
     out.push_str(&render(&dnat));
     let mut snat = vec![row(&[
@@ -211,12 +250,36 @@ fn to_table(l: &PortListing) -> String {
             m.stale.map(|_| "yes".to_string()).unwrap_or_else(|| "no".into()),
         ]);
     }
+    if let Some(m) = names {
+        add_name_column(&mut snat, l.masq.iter().map(|e| &e.owner), m);
+    }
     out.push_str("\nSNAT (masqueraded container addresses)\n");
     out.push_str(&render(&snat));
     for e in &l.unreadable {
         out.push_str(&format!("\nunreadable record: {e}"));
     }
     out.trim_end().to_string()
+}
+
+/// Inserts a NAME column after CONTAINER ID (rows: header first, then one per owner).
+fn add_name_column<'a>(
+    rows: &mut [Vec<String>],
+    owners: impl Iterator<Item = &'a Option<Owner>>,
+    names: &BTreeMap<String, String>,
+) {
+    let Some(at) = rows
+        .first()
+        .and_then(|h| h.iter().position(|c| c == "CONTAINER ID"))
+    else {
+        return;
+    };
+    if let Some(h) = rows.first_mut() {
+        h.insert(at + 1, "NAME".into());
+    }
+    for (r, o) in rows.iter_mut().skip(1).zip(owners) {
+        let name = o.as_ref().and_then(|o| names.get(&o.container_id)).cloned();
+        r.insert(at + 1, name.unwrap_or_else(|| "-".into()));
+    }
 }
 
 fn row(cells: &[&str]) -> Vec<String> {
@@ -260,10 +323,10 @@ mod tests {
 
     #[test]
     fn empty_listing_still_has_headers_and_says_table_missing() {
-        let t = to_table(&PortListing::default());
+        let t = to_table(&PortListing::default(), None);
         assert!(t.contains("not in the kernel"));
         assert!(t.contains("HOST PORT") && t.contains("SOURCE"));
-        let j = to_json(&PortListing::default());
+        let j = to_json(&PortListing::default(), None);
         assert_eq!(j["dnat"], json!([]));
         assert_eq!(j["tablePresent"], false);
     }

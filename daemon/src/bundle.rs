@@ -1,0 +1,191 @@
+//! The OCI runtime bundle of a container: `config.json` built with the `oci-spec` crate from the container's
+//! record. PID, mount, UTS and IPC namespaces always; the network namespace corrald created (joined by path),
+//! or none for `--net host`; Docker's default capability set; memory and pids limits; bind mounts and the
+//! generated /etc/hosts, /etc/resolv.conf and /etc/hostname.
+
+use crate::container::{Container, Paths};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder,
+};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Docker's default capabilities.
+fn capabilities() -> HashSet<Capability> {
+    use Capability::*;
+    [
+        Chown,
+        DacOverride,
+        Fsetid,
+        Fowner,
+        Mknod,
+        NetRaw,
+        Setgid,
+        Setuid,
+        Setfcap,
+        Setpcap,
+        NetBindService,
+        SysChroot,
+        Kill,
+        AuditWrite,
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount, String> {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    options.push(if readonly { "ro" } else { "rw" }.to_string());
+    MountBuilder::default()
+        .destination(PathBuf::from(dst))
+        .typ("bind")
+        .source(src.to_path_buf())
+        .options(options)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The spec for a container; `netns` is the namespace to join (None = share corrald's, `--net host`).
+pub fn spec(c: &Container, p: &Paths, netns: Option<&Path>) -> Result<Spec, String> {
+    let e = |e: oci_spec::OciSpecError| e.to_string();
+    let caps = capabilities();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(e)?)
+        .args(c.args.clone())
+        .env(c.env.clone())
+        .cwd(if c.working_dir.is_empty() {
+            "/".to_string()
+        } else {
+            c.working_dir.clone()
+        })
+        .no_new_privileges(false)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps)
+                .build()
+                .map_err(e)?,
+        )
+        .build()
+        .map_err(e)?;
+    let mut namespaces = Vec::new();
+    for t in [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+    ] {
+        namespaces.push(LinuxNamespaceBuilder::default().typ(t).build().map_err(e)?);
+    }
+    if let Some(ns) = netns {
+        namespaces.push(
+            LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(ns.to_path_buf())
+                .build()
+                .map_err(e)?,
+        );
+    }
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(m) = c.memory {
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(m).build().map_err(e)?);
+    }
+    if let Some(n) = c.pids_limit {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(n).build().map_err(e)?);
+    }
+    let default_linux = oci_spec::runtime::Linux::default();
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .cgroups_path(PathBuf::from(format!("/corral/{}", c.id)))
+        .resources(resources.build().map_err(e)?)
+        .masked_paths(default_linux.masked_paths().clone().unwrap_or_default())
+        .readonly_paths(default_linux.readonly_paths().clone().unwrap_or_default())
+        .build()
+        .map_err(e)?;
+    let mut mounts = oci_spec::runtime::get_default_mounts();
+    // /sys read-only is in the defaults; with the node's network namespace, sysfs would show the node's links.
+    for (file, dst) in [
+        ("hosts", "/etc/hosts"),
+        ("resolv.conf", "/etc/resolv.conf"),
+        ("hostname", "/etc/hostname"),
+    ] {
+        mounts.push(bind(&p.etc(file), dst, false)?);
+    }
+    for b in &c.binds {
+        mounts.push(bind(Path::new(&b.source), &b.destination, b.readonly)?);
+    }
+    let mut spec = Spec::default();
+    spec.set_process(Some(process))
+        .set_root(Some(
+            RootBuilder::default()
+                .path(p.rootfs())
+                .readonly(false)
+                .build()
+                .map_err(e)?,
+        ))
+        .set_hostname(Some(c.id.chars().take(12).collect()))
+        .set_mounts(Some(mounts))
+        .set_linux(Some(linux));
+    Ok(spec)
+}
+
+/// /etc/hosts of a container.
+pub fn hosts(c: &Container) -> String {
+    let short: String = c.id.chars().take(12).collect();
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    match &c.ip {
+        Some(ip) => s.push_str(&format!("{ip}\t{short} {}\n", c.name)),
+        None => s.push_str(&format!("127.0.1.1\t{short} {}\n", c.name)),
+    }
+    s
+}
+
+/// /etc/resolv.conf: the CNI result's `dns`, else the node's own without loopback nameservers (they would
+/// point into the container itself).
+pub fn resolv_conf(result: Option<&serde_json::Value>, node: &str) -> String {
+    let dns = result.map(|r| &r["dns"]);
+    let servers: Vec<&str> = dns
+        .and_then(|d| d["nameservers"].as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    if !servers.is_empty() {
+        let mut s: String = servers.iter().map(|n| format!("nameserver {n}\n")).collect();
+        if let Some(search) = dns.and_then(|d| d["search"].as_array()) {
+            let words: Vec<&str> = search.iter().filter_map(|v| v.as_str()).collect();
+            if !words.is_empty() {
+                s.push_str(&format!("search {}\n", words.join(" ")));
+            }
+        }
+        return s;
+    }
+    node.lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver") && w.next().is_some_and(|a| a.starts_with("127.") || a == "::1"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn resolv_conf_prefers_cni_dns_and_drops_loopback() {
+        let r = json!({"dns": {"nameservers": ["10.0.0.1"], "search": ["corral"]}});
+        assert_eq!(
+            resolv_conf(Some(&r), "nameserver 1.1.1.1"),
+            "nameserver 10.0.0.1\nsearch corral\n"
+        );
+        assert_eq!(
+            resolv_conf(None, "nameserver 127.0.0.53\nnameserver 9.9.9.9\noptions edns0"),
+            "nameserver 9.9.9.9\noptions edns0\n"
+        );
+    }
+}

@@ -1,0 +1,439 @@
+//! The `corral` client's launcher verbs (`run`, `ps`, `stop`, `kill`, `rm`, `logs`, `inspect`, `wait`,
+//! `network …`, `image …`): each is one or a few HTTP calls to corrald over its unix socket.
+
+use crate::http::{call, percent_encode, Body};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The default control socket.
+pub const DEFAULT_SOCKET: &str = "/run/corral/corral.sock";
+
+/// Where corrald listens: `unix:///path` or a path.
+pub fn socket_path(host: Option<&str>) -> PathBuf {
+    let h = host.unwrap_or(DEFAULT_SOCKET);
+    PathBuf::from(h.strip_prefix("unix://").unwrap_or(h))
+}
+
+/// A call that expects success; returns the body as JSON (Null when empty).
+pub fn api(socket: &Path, method: &str, path: &str, body: Body<'_>) -> Result<Value, String> {
+    let (status, bytes) = call(socket, method, path, body).map_err(|e| e.to_string())?;
+    let v: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    if status >= 400 {
+        return Err(v["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("corrald answered {status}")));
+    }
+    Ok(v)
+}
+
+fn raw(socket: &Path, path: &str) -> Result<Vec<u8>, String> {
+    let (status, bytes) = call(socket, "GET", path, Body::None).map_err(|e| e.to_string())?;
+    if status >= 400 {
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        return Err(v["message"].as_str().unwrap_or("error").to_string());
+    }
+    Ok(bytes)
+}
+
+/// `corral run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Container name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Environment variable `KEY=VALUE`.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    workdir: Option<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Publish a port: `[hostIP:]hostPort:containerPort[/tcp|udp|sctp]`.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Network: a corral network name, `host` or `none` (default: the network `corral`, created on first use).
+    #[arg(long = "net", alias = "network")]
+    net: Option<String>,
+    /// Bind mount: `/host/path:/container/path[:ro]`.
+    #[arg(short = 'v', long = "volume")]
+    volume: Vec<String>,
+    /// Memory limit (`64m`, `1g`, bytes).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Most processes in the container.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Image reference or id.
+    image: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+/// `corral network` verbs.
+#[derive(Debug, Subcommand)]
+pub enum NetworkVerb {
+    /// Create a network (a conflist of corral's bridge, host-local and portmap).
+    Create {
+        /// Network name.
+        name: String,
+        /// IPv4 subnet (default: the first free /16 from 10.88.0.0/16 upward).
+        #[arg(long)]
+        subnet: Option<String>,
+    },
+    /// List networks.
+    Ls,
+    /// Remove a network no container uses.
+    Rm {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// `corral image` verbs.
+#[derive(Debug, Subcommand)]
+pub enum ImageVerb {
+    /// Import a rootfs tarball (`.tar` or `.tar.gz`) as an image, like `docker import`.
+    Import {
+        /// The tarball.
+        tarball: PathBuf,
+        /// `name[:tag]`.
+        reference: String,
+    },
+    /// List images.
+    Ls,
+    /// Remove images no container uses.
+    Rm {
+        /// References or ids.
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
+}
+
+/// Parses `64m`, `1g`, `512k`, `1048576`.
+pub fn parse_size(s: &str) -> Result<i64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    num.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("--memory {s}: want a size such as 64m or 1g"))
+}
+
+/// `corral run`: create and start; attached, follow the log until the container exits and return its code.
+pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
+    let memory = a.memory.as_deref().map(parse_size).transpose()?;
+    for p in &a.publish {
+        crate::cni_cmd::parse_publish(p)?;
+    }
+    let req = json!({
+        "Name": a.name.clone().unwrap_or_default(),
+        "Image": a.image,
+        "Cmd": a.command,
+        "Entrypoint": a.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        "Env": a.env,
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "Network": a.net.clone().unwrap_or_default(),
+        "Publish": a.publish,
+        "Binds": a.volume,
+        "Memory": memory,
+        "PidsLimit": a.pids_limit,
+        "AutoRemove": a.rm && a.detach,
+    });
+    let created = api(socket, "POST", "/containers/create", Body::Json(&req))?;
+    let id = created["Id"]
+        .as_str()
+        .ok_or("corrald returned no container id")?
+        .to_string();
+    if let Err(e) = api(socket, "POST", &format!("/containers/{id}/start"), Body::None) {
+        let _ = api(socket, "DELETE", &format!("/containers/{id}?force=1"), Body::None);
+        return Err(e);
+    }
+    if a.detach {
+        println!("{id}");
+        return Ok(0);
+    }
+    let waiter = {
+        let (socket, id) = (socket.to_path_buf(), id.clone());
+        std::thread::spawn(move || api(&socket, "POST", &format!("/containers/{id}/wait"), Body::None))
+    };
+    let mut offset = 0usize;
+    let mut out = std::io::stdout();
+    loop {
+        let done = waiter.is_finished();
+        let chunk = raw(socket, &format!("/containers/{id}/logs?offset={offset}")).unwrap_or_default();
+        offset += chunk.len();
+        let _ = out.write_all(&chunk);
+        let _ = out.flush();
+        if done {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = waiter.join().map_err(|_| "wait thread panicked".to_string())??;
+    if a.rm {
+        api(socket, "DELETE", &format!("/containers/{id}?force=1"), Body::None)?;
+    }
+    status["StatusCode"]
+        .as_i64()
+        .map(|c| c as i32)
+        .ok_or_else(|| "corrald returned no exit code".into())
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let w: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .enumerate()
+                .map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0)))
+                .collect::<Vec<_>>()
+                .join("   ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+/// `corral ps [-a]`.
+pub fn ps(socket: &Path, all: bool) -> Result<String, String> {
+    let v = api(
+        socket,
+        "GET",
+        &format!("/containers/json?all={}", u8::from(all)),
+        Body::None,
+    )?;
+    let mut rows = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "STATUS",
+        "PORTS",
+        "NETWORK",
+        "IP",
+        "NAMES",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for c in v.as_array().into_iter().flatten() {
+        let ports: Vec<String> = c["Ports"].as_array().into_iter().flatten().map(s).collect();
+        let mut cmd = s(&c["Command"]);
+        if cmd.chars().count() > 30 {
+            cmd = format!("{}…", cmd.chars().take(29).collect::<String>());
+        }
+        rows.push(vec![
+            s(&c["Id"]).chars().take(12).collect(),
+            s(&c["Image"]),
+            format!("\"{cmd}\""),
+            s(&c["Status"]),
+            ports.join(", "),
+            s(&c["Network"]),
+            s(&c["IPAddress"]),
+            s(&c["Name"]),
+        ]);
+    }
+    Ok(table(&rows))
+}
+
+/// `corral network …`.
+pub fn network(socket: &Path, verb: NetworkVerb) -> Result<String, String> {
+    match verb {
+        NetworkVerb::Create { name, subnet } => {
+            let v = api(
+                socket,
+                "POST",
+                "/networks/create",
+                Body::Json(&json!({ "Name": name, "Subnet": subnet })),
+            )?;
+            Ok(format!(
+                "{name} {}",
+                s(&v["Config"]["plugins"][0]["ipam"]["ranges"][0][0]["subnet"])
+            ))
+        }
+        NetworkVerb::Ls => {
+            let v = api(socket, "GET", "/networks", Body::None)?;
+            let mut rows = vec![["NAME", "SUBNET", "BRIDGE", "CONTAINERS"]
+                .map(String::from)
+                .to_vec()];
+            for n in v.as_array().into_iter().flatten() {
+                let users: Vec<String> = n["Containers"].as_array().into_iter().flatten().map(s).collect();
+                rows.push(vec![
+                    s(&n["Name"]),
+                    s(&n["Subnet"]),
+                    s(&n["Bridge"]),
+                    users.join(","),
+                ]);
+            }
+            Ok(table(&rows))
+        }
+        NetworkVerb::Rm { names } => {
+            for n in &names {
+                api(
+                    socket,
+                    "DELETE",
+                    &format!("/networks/{}", percent_encode(n)),
+                    Body::None,
+                )?;
+            }
+            Ok(names.join("\n"))
+        }
+    }
+}
+
+/// `corral image …`.
+pub fn image(socket: &Path, verb: ImageVerb) -> Result<String, String> {
+    match verb {
+        ImageVerb::Import { tarball, reference } => {
+            let v = api(
+                socket,
+                "POST",
+                &format!("/images/import?ref={}", percent_encode(&reference)),
+                Body::File(&tarball),
+            )?;
+            Ok(s(&v["Id"]))
+        }
+        ImageVerb::Ls => {
+            let v = api(socket, "GET", "/images/json", Body::None)?;
+            let mut rows = vec![["REFERENCE", "IMAGE ID", "SIZE"].map(String::from).to_vec()];
+            for i in v.as_array().into_iter().flatten() {
+                let id = s(&i["Id"]);
+                rows.push(vec![
+                    s(&i["Reference"]),
+                    id.trim_start_matches("sha256:").chars().take(12).collect(),
+                    format!("{:.1}MB", i["Size"].as_f64().unwrap_or(0.0) / 1e6),
+                ]);
+            }
+            Ok(table(&rows))
+        }
+        ImageVerb::Rm { references } => {
+            let mut out = Vec::new();
+            for r in &references {
+                let v = api(
+                    socket,
+                    "DELETE",
+                    &format!("/images/{}", percent_encode(r)),
+                    Body::None,
+                )?;
+                out.push(format!("Untagged: {}", s(&v["Untagged"])));
+            }
+            Ok(out.join("\n"))
+        }
+    }
+}
+
+/// A per-container verb on one or more containers.
+pub fn each(
+    socket: &Path,
+    keys: &[String],
+    method: &str,
+    suffix: impl Fn(&str) -> String,
+) -> Result<String, String> {
+    let mut out = Vec::new();
+    for k in keys {
+        api(socket, method, &suffix(&percent_encode(k)), Body::None)?;
+        out.push(k.clone());
+    }
+    Ok(out.join("\n"))
+}
+
+/// `corral logs`.
+pub fn logs(socket: &Path, key: &str) -> Result<Vec<u8>, String> {
+    raw(socket, &format!("/containers/{}/logs", percent_encode(key)))
+}
+
+/// `corral inspect`.
+pub fn inspect(socket: &Path, keys: &[String]) -> Result<String, String> {
+    let docs = keys
+        .iter()
+        .map(|k| {
+            api(
+                socket,
+                "GET",
+                &format!("/containers/{}/json", percent_encode(k)),
+                Body::None,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    serde_json::to_string_pretty(&docs).map_err(|e| e.to_string())
+}
+
+/// `corral wait`: the exit code of each container, one per line.
+pub fn wait(socket: &Path, keys: &[String]) -> Result<String, String> {
+    let mut out = Vec::new();
+    for k in keys {
+        let v = api(
+            socket,
+            "POST",
+            &format!("/containers/{}/wait", percent_encode(k)),
+            Body::None,
+        )?;
+        out.push(s(&v["StatusCode"]));
+    }
+    Ok(out.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        for bad in ["", "m", "-1m", "x"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn socket_paths() {
+        assert_eq!(
+            socket_path(Some("unix:///tmp/c.sock")),
+            PathBuf::from("/tmp/c.sock")
+        );
+        assert_eq!(socket_path(None), PathBuf::from(DEFAULT_SOCKET));
+    }
+}

@@ -1,0 +1,285 @@
+//! A container's record: what was asked (image, command, network, ports, mounts, limits), what was set up
+//! (IP, CNI result, mounts), and where it lives on disk. The record is the only state corrald keeps about a
+//! container; the shim's files (`shim.pid`, `started`, `exit`) tell whether it runs, so a restarted corrald
+//! recovers everything from disk.
+
+use crate::file;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A bind mount `-v /host:/path[:ro]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bind {
+    /// Host path (absolute, must exist).
+    pub source: String,
+    /// Path in the container (absolute).
+    pub destination: String,
+    /// Read-only.
+    #[serde(default)]
+    pub readonly: bool,
+}
+
+impl Bind {
+    /// Parses `/host:/path[:ro|rw]`.
+    pub fn parse(spec: &str) -> Result<Bind, String> {
+        let bad = || format!("-v {spec}: want /host/path:/container/path[:ro]");
+        let mut parts = spec.split(':');
+        let (src, dst) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
+        let readonly = match parts.next() {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(_) => return Err(bad()),
+        };
+        if parts.next().is_some() || !src.starts_with('/') || !dst.starts_with('/') {
+            return Err(bad());
+        }
+        if dst.split('/').any(|c| c == "..") {
+            return Err(format!("-v {spec}: the container path must not contain `..`"));
+        }
+        Ok(Bind {
+            source: src.into(),
+            destination: dst.into(),
+            readonly,
+        })
+    }
+}
+
+/// What a client asks for in `POST /containers/create`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateRequest {
+    /// Container name (generated when empty).
+    pub name: String,
+    /// Image reference or id.
+    pub image: String,
+    /// Command (overrides the image's `Cmd`).
+    pub cmd: Vec<String>,
+    /// Entrypoint (overrides the image's).
+    pub entrypoint: Option<Vec<String>>,
+    /// `K=V` environment.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// `<network>`, `host` or `none`; empty = the default network `corral`.
+    pub network: String,
+    /// `[hostIP:]hostPort:containerPort[/proto]` specs.
+    pub publish: Vec<String>,
+    /// `/host:/path[:ro]` specs.
+    pub binds: Vec<String>,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Most processes.
+    pub pids_limit: Option<i64>,
+    /// Remove the container when it exits.
+    pub auto_remove: bool,
+}
+
+/// The record corrald keeps per container (`containers/<id>/container.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image reference as given.
+    pub image: String,
+    /// The image's manifest digest.
+    pub image_id: String,
+    /// Unpacked layer directories, lowest first.
+    pub layers: Vec<PathBuf>,
+    /// Full argv (entrypoint + cmd).
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub working_dir: String,
+    /// Network name, `host` or `none`.
+    pub network: String,
+    /// portMappings entries.
+    pub ports: Vec<Value>,
+    /// Bind mounts.
+    pub binds: Vec<Bind>,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Pids limit.
+    pub pids_limit: Option<i64>,
+    /// Remove on exit.
+    pub auto_remove: bool,
+    /// Creation time (Unix seconds).
+    pub created: u64,
+    /// Last start (Unix seconds).
+    pub started_at: Option<u64>,
+    /// The shim's pid while it runs.
+    pub shim_pid: Option<i32>,
+    /// CNI result of the network attachment while attached.
+    pub cni_result: Option<Value>,
+    /// The container's address (first IP of the CNI result).
+    pub ip: Option<String>,
+    /// Whether the network namespace exists and is attached (CNI DEL pending).
+    pub attached: bool,
+    /// Whether the overlay root is mounted.
+    pub mounted: bool,
+}
+
+/// Where a container's files are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `containers/<id>`.
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    /// Paths of container `id` under the state dir.
+    pub fn new(state: &Path, id: &str) -> Self {
+        Paths {
+            dir: state.join("containers").join(id),
+        }
+    }
+    /// The record.
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("container.json")
+    }
+    /// The OCI bundle (config.json lives here; the root is `rootfs`).
+    pub fn bundle(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+    /// The overlay mount point.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    /// Overlay upper dir.
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    /// Overlay work dir.
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    /// stdout and stderr of the container.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    /// Written by the shim once the process runs: its pid.
+    pub fn started(&self) -> PathBuf {
+        self.dir.join("started")
+    }
+    /// Written by the shim when the process is gone: its exit code.
+    pub fn exit(&self) -> PathBuf {
+        self.dir.join("exit")
+    }
+    /// Written by the shim when the runtime could not start the container: why.
+    pub fn error(&self) -> PathBuf {
+        self.dir.join("error")
+    }
+    /// The shim's own diagnostics.
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+    /// Generated /etc/hosts, /etc/resolv.conf, /etc/hostname.
+    pub fn etc(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Where a container is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started.
+    Created,
+    /// The shim and the process run.
+    Running,
+    /// The process exited with this code.
+    Exited(i32),
+}
+
+impl Status {
+    /// Docker's `State.Status` word.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited(_) => "exited",
+        }
+    }
+}
+
+/// Reads the exit file the shim wrote, if any.
+pub fn read_exit(p: &Paths) -> Option<i32> {
+    std::fs::read_to_string(p.exit())
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Whether `pid` is a live shim of container `id` (guards against pid reuse).
+pub fn shim_alive(pid: i32, id: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("shim") && c.contains(id)
+        })
+        .unwrap_or(false)
+}
+
+impl Container {
+    /// The status, from the shim's files and whether the shim lives. A shim that died without writing an exit
+    /// file counts as exit code 255.
+    pub fn status(&self, p: &Paths) -> Status {
+        if let Some(code) = read_exit(p) {
+            return Status::Exited(code);
+        }
+        match self.shim_pid {
+            Some(pid) if shim_alive(pid, &self.id) => Status::Running,
+            Some(_) => Status::Exited(read_exit(p).unwrap_or(255)),
+            None => Status::Created,
+        }
+    }
+
+    /// Loads a record.
+    pub fn load(p: &Paths) -> std::io::Result<Container> {
+        file::read_json(&p.record())
+    }
+
+    /// Saves the record atomically.
+    pub fn save(&self, p: &Paths) -> std::io::Result<()> {
+        file::write_json(&p.record(), self)
+    }
+}
+
+/// Whether `name` is a valid container or network name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64).
+pub fn valid_name(name: &str) -> bool {
+    let mut c = name.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
+        && name.len() <= 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binds() {
+        assert_eq!(
+            Bind::parse("/srv/www:/www:ro").unwrap(),
+            Bind {
+                source: "/srv/www".into(),
+                destination: "/www".into(),
+                readonly: true
+            }
+        );
+        assert!(!Bind::parse("/a:/b").unwrap().readonly);
+        for bad in ["a:/b", "/a:b", "/a", "/a:/b:xx", "/a:/b:ro:x", "/a:/../etc"] {
+            assert!(Bind::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web-1.a_b"));
+        for bad in ["", "-x", "a/b", "a b", &"x".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The launcher's engine: container records, images and networks under one state dir, and what the API asks of
+//! them (create, inspect, list, and the lifecycle in `supervisor`). All state is on disk, written atomically, so
+//! a restarted corrald picks up where the last one stopped (`recover`).
+
+use crate::cni_cmd::parse_publish;
+use crate::container::{valid_name, Bind, Container, CreateRequest, Paths, Status};
+use crate::image::Store;
+use crate::network::{self, Networks};
+use crate::runtime::OciRuntime;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// An API failure: HTTP status and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong, naming the object.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400.
+    pub fn bad(m: impl Into<String>) -> Self {
+        ApiError {
+            status: 400,
+            message: m.into(),
+        }
+    }
+    /// 404.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        ApiError {
+            status: 404,
+            message: m.into(),
+        }
+    }
+    /// 409.
+    pub fn conflict(m: impl Into<String>) -> Self {
+        ApiError {
+            status: 409,
+            message: m.into(),
+        }
+    }
+    /// 500.
+    pub fn internal(m: impl Into<String>) -> Self {
+        ApiError {
+            status: 500,
+            message: m.into(),
+        }
+    }
+}
+
+/// What the API handlers return.
+pub type ApiResult = Result<Value, ApiError>;
+
+/// corrald's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// State dir.
+    pub state_dir: PathBuf,
+    /// CNI plugin dirs.
+    pub cni_path: Vec<PathBuf>,
+    /// Requested OCI runtime.
+    pub runtime: Option<String>,
+    /// corrald's own binary (re-executed as the shim).
+    pub exe: PathBuf,
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct Engine {
+    /// State dir.
+    pub state: PathBuf,
+    /// Image store.
+    pub images: Store,
+    /// Networks.
+    pub networks: Networks,
+    /// OCI runtime.
+    pub runtime: OciRuntime,
+    /// corrald's binary.
+    pub exe: PathBuf,
+    /// Serializes changes to the set of containers, networks and images, and teardowns.
+    pub lock: Mutex<()>,
+    /// Containers a watcher thread follows.
+    pub watching: Mutex<HashSet<String>>,
+}
+
+impl Engine {
+    /// Opens the state dir; returns the engine and a warning about the runtime choice, if any.
+    pub fn new(cfg: Config) -> Result<(Engine, Option<String>), String> {
+        let state = cfg.state_dir;
+        for d in ["containers", "netns", "runtime"] {
+            std::fs::create_dir_all(state.join(d))
+                .map_err(|e| format!("{}: {e}", state.join(d).display()))?;
+        }
+        let (runtime, warning) = OciRuntime::choose(cfg.runtime.as_deref(), &state.join("runtime"))?;
+        Ok((
+            Engine {
+                images: Store::open(&state)?,
+                networks: Networks::new(&state, cfg.cni_path)?,
+                runtime,
+                exe: cfg.exe,
+                lock: Mutex::new(()),
+                watching: Mutex::new(HashSet::new()),
+                state,
+            },
+            warning,
+        ))
+    }
+
+    /// Paths of a container.
+    pub fn paths(&self, id: &str) -> Paths {
+        Paths::new(&self.state, id)
+    }
+
+    /// The netns file of a container.
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.state.join("netns").join(id)
+    }
+
+    /// Every container record.
+    pub fn all(&self) -> Vec<Container> {
+        let mut out: Vec<Container> = std::fs::read_dir(self.state.join("containers"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| Container::load(&Paths { dir: e.path() }).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+        out
+    }
+
+    /// A container by name, full id or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<(Container, Paths), ApiError> {
+        let all = self.all();
+        let found = all
+            .iter()
+            .find(|c| c.name == key || c.id == key)
+            .cloned()
+            .or_else(|| {
+                let m: Vec<&Container> = all
+                    .iter()
+                    .filter(|c| !key.is_empty() && c.id.starts_with(key))
+                    .collect();
+                (m.len() == 1).then(|| m[0].clone())
+            });
+        let c = found.ok_or_else(|| ApiError::not_found(format!("no such container: {key}")))?;
+        let p = self.paths(&c.id);
+        Ok((c, p))
+    }
+
+    /// `POST /containers/create`: validates everything first, so a bad request creates nothing.
+    pub fn create(&self, req: CreateRequest) -> ApiResult {
+        let _g = self
+            .lock
+            .lock()
+            .map_err(|_| ApiError::internal("lock poisoned"))?;
+        let image = self.images.resolve(&req.image).map_err(ApiError::not_found)?;
+        let id = crate::file::random_hex(32).map_err(|e| ApiError::internal(e.to_string()))?;
+        let name = if req.name.is_empty() {
+            format!("c-{}", &id[..10])
+        } else {
+            req.name.clone()
+        };
+        if !valid_name(&name) {
+            return Err(ApiError::bad(format!(
+                "invalid container name \"{name}\": want [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+            )));
+        }
+        if let Some(c) = self.all().into_iter().find(|c| c.name == name) {
+            return Err(ApiError::conflict(format!(
+                "the name \"{name}\" is already in use by container {}",
+                &c.id[..12]
+            )));
+        }
+        let network = if req.network.is_empty() {
+            network::DEFAULT.to_string()
+        } else {
+            req.network.clone()
+        };
+        let ports = req
+            .publish
+            .iter()
+            .map(|p| parse_publish(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::bad)?;
+        if !ports.is_empty() && matches!(network.as_str(), "host" | "none") {
+            return Err(ApiError::bad(format!(
+                "-p needs a network: --net {network} has no published ports"
+            )));
+        }
+        let binds = req
+            .binds
+            .iter()
+            .map(|b| Bind::parse(b))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::bad)?;
+        for b in &binds {
+            if !Path::new(&b.source).exists() {
+                return Err(ApiError::bad(format!(
+                    "bind source path does not exist: {}",
+                    b.source
+                )));
+            }
+        }
+        if req.memory.is_some_and(|m| m < 4 << 20) {
+            return Err(ApiError::bad("--memory: at least 4m"));
+        }
+        if req.pids_limit.is_some_and(|n| n < 1) {
+            return Err(ApiError::bad("--pids-limit: at least 1"));
+        }
+        let cfg = image.config.config().clone().unwrap_or_default();
+        let entrypoint = req
+            .entrypoint
+            .clone()
+            .or_else(|| cfg.entrypoint().clone())
+            .unwrap_or_default();
+        let cmd = if !req.cmd.is_empty() {
+            req.cmd.clone()
+        } else if req.entrypoint.is_some() {
+            vec![]
+        } else {
+            cfg.cmd().clone().unwrap_or_default()
+        };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if args.is_empty() {
+            return Err(ApiError::bad(format!(
+                "no command given and image {} has none",
+                image.reference
+            )));
+        }
+        let mut env: Vec<String> = cfg.env().clone().unwrap_or_default();
+        for e in &req.env {
+            let key = e.split('=').next().unwrap_or(e);
+            if key.is_empty() {
+                return Err(ApiError::bad(format!("-e {e}: want KEY=VALUE")));
+            }
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(if e.contains('=') {
+                e.clone()
+            } else {
+                format!("{e}=")
+            });
+        }
+        if !matches!(network.as_str(), "host" | "none") && !self.networks.exists(&network) {
+            if network == network::DEFAULT {
+                self.networks
+                    .create(network::DEFAULT, None)
+                    .map_err(ApiError::internal)?;
+            } else {
+                return Err(ApiError::not_found(format!("no such network: {network}")));
+            }
+        }
+        let c = Container {
+            id: id.clone(),
+            name,
+            image: image.reference.clone(),
+            image_id: image.id.clone(),
+            layers: image.layers.clone(),
+            args,
+            env,
+            working_dir: if req.working_dir.is_empty() {
+                cfg.working_dir().clone().unwrap_or_default()
+            } else {
+                req.working_dir.clone()
+            },
+            network,
+            ports,
+            binds,
+            memory: req.memory,
+            pids_limit: req.pids_limit,
+            auto_remove: req.auto_remove,
+            created: crate::file::now(),
+            started_at: None,
+            shim_pid: None,
+            cni_result: None,
+            ip: None,
+            attached: false,
+            mounted: false,
+        };
+        let p = self.paths(&id);
+        let saved = std::fs::create_dir_all(&p.dir).and_then(|_| c.save(&p));
+        if let Err(e) = saved {
+            let _ = std::fs::remove_dir_all(&p.dir);
+            return Err(ApiError::internal(format!("{}: {e}", p.dir.display())));
+        }
+        Ok(json!({ "Id": id, "Warnings": [] }))
+    }
+
+    /// `GET /containers/{id}/json`.
+    pub fn inspect(&self, key: &str) -> ApiResult {
+        let (c, p) = self.find(key)?;
+        Ok(describe(&c, &p, true))
+    }
+
+    /// `GET /containers/json[?all=1]`.
+    pub fn list(&self, all: bool) -> ApiResult {
+        let rows: Vec<Value> = self
+            .all()
+            .iter()
+            .map(|c| describe(c, &self.paths(&c.id), false))
+            .filter(|v| all || v["State"] == "running")
+            .collect();
+        Ok(Value::Array(rows))
+    }
+
+    /// `GET /containers/{id}/logs?offset=N`: the log from byte N.
+    pub fn logs(&self, key: &str, offset: u64) -> Result<Vec<u8>, ApiError> {
+        let (_, p) = self.find(key)?;
+        let bytes = std::fs::read(p.log()).unwrap_or_default();
+        Ok(bytes.get(offset as usize..).unwrap_or_default().to_vec())
+    }
+
+    /// Container names by id, for `list-nat`.
+    pub fn names(&self) -> std::collections::BTreeMap<String, String> {
+        self.all().into_iter().map(|c| (c.id, c.name)).collect()
+    }
+}
+
+/// The JSON of a container: a `ps` row, or the full `inspect` document.
+pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
+    let status = c.status(p);
+    let (state, text, code) = match status {
+        Status::Created => ("created", "Created".to_string(), None),
+        Status::Running => ("running", "Up".to_string(), None),
+        Status::Exited(n) => ("exited", format!("Exited ({n})"), Some(n)),
+    };
+    let ports: Vec<String> = c
+        .ports
+        .iter()
+        .map(|m| {
+            let ip = m["hostIP"].as_str().map(|i| format!("{i}:")).unwrap_or_default();
+            format!(
+                "{ip}{}->{}/{}",
+                m["hostPort"],
+                m["containerPort"],
+                m["protocol"].as_str().unwrap_or("tcp")
+            )
+        })
+        .collect();
+    if !full {
+        return json!({
+            "Id": c.id, "Name": c.name, "Image": c.image, "Command": c.args.join(" "), "Created": c.created,
+            "State": state, "Status": text, "Ports": ports, "Network": c.network, "IPAddress": c.ip,
+        });
+    }
+    json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Image": c.image,
+        "ImageId": c.image_id,
+        "Created": c.created,
+        "Args": c.args,
+        "Config": { "Env": c.env, "WorkingDir": c.working_dir },
+        "State": {
+            "Status": state, "Running": status == Status::Running, "ExitCode": code,
+            "StartedAt": c.started_at, "ShimPid": c.shim_pid,
+            "Error": std::fs::read_to_string(p.error()).ok(),
+        },
+        "NetworkSettings": {
+            "Network": c.network, "IPAddress": c.ip, "Ports": ports, "PortMappings": c.ports,
+            "SandboxKey": c.attached.then(|| p.dir.parent().and_then(Path::parent).map(|s| s.join("netns").join(&c.id))),
+            "CniResult": c.cni_result,
+        },
+        "Mounts": c.binds,
+        "HostConfig": { "Memory": c.memory, "PidsLimit": c.pids_limit, "AutoRemove": c.auto_remove },
+        "LogPath": p.log(),
+        "RootFs": { "Layers": c.layers, "Upper": p.upper(), "Merged": p.rootfs(), "Mounted": c.mounted },
+    })
+}
