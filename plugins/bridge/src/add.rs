@@ -94,6 +94,7 @@ fn attach(
     enable_forwarding(&plan)?;
 
     let ctr_link = configure_container(req, br, ctr, ctr_ns, &plan)?;
+    failpoint::hit("bridge-before-nat");
     if br.ip_masq || br.macspoofchk {
         let record = nat_record(req, br, &plan, &host_veth, &ctr_link);
         applied.nat = true;

@@ -6,7 +6,7 @@ use crate::config;
 use crate::effects::{nat, nat_manager, net, owner};
 use crate::teardown;
 use corral_cni::error::combine;
-use corral_cni::{invoke, CniError, Command, Request};
+use corral_cni::{failpoint, invoke, CniError, Command, Request};
 use corral_nat::Source;
 use corral_netops::open_netns;
 
@@ -32,14 +32,17 @@ pub fn del(req: &Request) -> Result<(), CniError> {
             Err(e) => errors.push(net("open netns")(e)),
         }
     }
+    failpoint::hit("bridge-del-after-link");
     if let Some(t) = &br.ipam_type {
         if let Err(e) = invoke::delegate_void(t, Command::Del, req, &corral_ipam::builtins()) {
             errors.push(e.context("IPAM DEL"));
         }
     }
+    failpoint::hit("bridge-del-after-ipam");
     if let Err(e) = nat_manager(req).del(&owner(req), Source::Bridge) {
         errors.push(nat(e).context("NAT cleanup"));
     }
+    failpoint::hit("bridge-del-after-nat");
     combine(errors)
 }
 

@@ -28,6 +28,15 @@ pub fn remove_container_link(
 ) -> Result<(), NetopsError> {
     let ctr = Netlink::in_netns(ns)?;
     let Some(link) = ctr.link_by_name(ifname)? else {
+        // A DEL killed after parking left its link under the parking name: finish it now.
+        for parked in ctr
+            .links()?
+            .into_iter()
+            .filter(|l| l.name.starts_with(PARKING_PREFIX))
+        {
+            tracing::debug!(parked = parked.name, "deleting a link an earlier DEL parked");
+            ctr.delete_link_by_index(parked.index)?;
+        }
         return Ok(());
     };
     if env.get(SYNC_ENV).is_some_and(|v| v == "1") {
@@ -36,6 +45,7 @@ pub fn remove_container_link(
     ctr.set_link_down(link.index)?;
     let parked = parking_name()?;
     ctr.rename_link(link.index, &parked)?;
+    corral_cni::failpoint::hit("bridge-del-after-park");
     tracing::debug!(
         ifname,
         parked,
@@ -48,10 +58,13 @@ pub fn remove_container_link(
     Ok(())
 }
 
+/// Prefix of parked links: corral never gives it to anything else.
+const PARKING_PREFIX: &str = "cdel";
+
 /// `cdel` and 8 random hex digits: never a name a runtime asks for, at most 12 characters.
 fn parking_name() -> Result<String, NetopsError> {
     let random = random_veth_name()?;
-    Ok(format!("cdel{}", random.trim_start_matches("veth")))
+    Ok(format!("{PARKING_PREFIX}{}", random.trim_start_matches("veth")))
 }
 
 /// Starts this binary again, detached (own process group, no stdio, not waited for), to delete `link`.

@@ -36,6 +36,7 @@ pub fn add(req: &Request) -> Result<CniResult, CniError> {
             return Err(e);
         }
     }
+    failpoint::hit("portmap-before-flush");
     flush_conntrack(&flushes(record.mappings()));
     Ok(prev)
 }

@@ -1,18 +1,26 @@
 //! DEL, STATUS and GC. DEL works from the record alone: no prevResult, no `portMappings` and no netns needed
 //! (the reference leaks its rules when a runtime omits `portMappings` on DEL), and DEL twice succeeds.
 
-use corral_cni::{CniError, Request};
+use corral_cni::{failpoint, CniError, Request};
 use corral_nat::Source;
 
 use crate::config;
-use crate::effects::{flush_conntrack, nat, nat_manager, owner};
-use crate::plan::flushes;
+use crate::effects::{nat, nat_manager, owner, state_dir};
+use crate::pending;
 
-/// Runs DEL: removes the attachment's mappings, then flushes their UDP/SCTP flows.
+/// Runs DEL: records the flows to flush, removes the attachment's mappings, then flushes their UDP/SCTP flows
+/// (also those a DEL killed half-way left pending).
 pub fn del(req: &Request) -> Result<(), CniError> {
-    if let Some(record) = nat_manager(req).del(&owner(req), Source::Portmap).map_err(nat)? {
-        flush_conntrack(&flushes(record.mappings()));
+    let manager = nat_manager(req);
+    let owner = owner(req);
+    let state = state_dir(req);
+    failpoint::hit("portmap-del-before-nat");
+    if let Some(record) = manager.record(&owner, Source::Portmap).map_err(nat)? {
+        pending::record(&state, &owner, record.mappings());
     }
+    manager.del(&owner, Source::Portmap).map_err(nat)?;
+    failpoint::hit("portmap-del-after-nat");
+    pending::run(&state, &owner);
     Ok(())
 }
 
@@ -24,7 +32,8 @@ pub fn status(req: &Request) -> Result<(), CniError> {
         .map_err(|e| CniError::not_available(format!("nftables: {e}")))
 }
 
-/// GC: port mappings of this network whose attachment is not in `cni.dev/valid-attachments`.
+/// GC: port mappings of this network whose attachment is not in `cni.dev/valid-attachments`, and the
+/// conntrack flows of their UDP/SCTP host ports.
 pub fn gc(req: &Request) -> Result<(), CniError> {
     let valid: Vec<(String, String)> = req
         .conf
@@ -32,7 +41,21 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
         .into_iter()
         .map(|a| (a.container_id, a.ifname))
         .collect();
-    nat_manager(req)
+    let manager = nat_manager(req);
+    let state = state_dir(req);
+    let listing = manager.records().map_err(nat)?;
+    for record in listing.records.iter().filter(|r| {
+        r.source == Source::Portmap
+            && r.owner.network == req.conf.name
+            && !valid
+                .iter()
+                .any(|(id, ifname)| *id == r.owner.container_id && *ifname == r.owner.ifname)
+    }) {
+        pending::record(&state, &record.owner, record.mappings());
+    }
+    let collected = manager
         .gc(&req.conf.name, Source::Portmap, &valid)
-        .map_err(|e| nat(e).context("NAT GC"))
+        .map_err(|e| nat(e).context("NAT GC"));
+    pending::run_network(&state, &req.conf.name);
+    collected
 }

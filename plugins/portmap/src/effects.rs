@@ -18,14 +18,17 @@ pub fn nat(e: NatError) -> CniError {
     CniError::new(e.code(), e.to_string())
 }
 
-/// The NAT manager over the `nft` binary, with state under `CORRAL_STATE_DIR` (tests) or the default.
-pub fn nat_manager(req: &Request) -> NatManager<NftCli> {
-    let dir = req
-        .env
+/// corral's state directory: `CORRAL_STATE_DIR` (tests) or the default.
+pub fn state_dir(req: &Request) -> PathBuf {
+    req.env
         .get("CORRAL_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-    NatManager::new(dir, NftCli::new())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+/// The NAT manager over the `nft` binary, with state under [`state_dir`].
+pub fn nat_manager(req: &Request) -> NatManager<NftCli> {
+    NatManager::new(state_dir(req), NftCli::new())
 }
 
 /// The NAT owner key of this attachment.

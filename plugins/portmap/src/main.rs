@@ -7,6 +7,7 @@ mod check;
 mod config;
 mod del;
 mod effects;
+mod pending;
 mod plan;
 
 use corral_cni::{CniError, CniResult, Plugin, Request};
