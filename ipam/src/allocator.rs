@@ -10,13 +10,77 @@ use corral_cni::{Attachment, IpConfig};
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-/// What an ADD records besides the addresses, for cleanup after a reboot.
+/// What a recorded netns path names now, as [`AddContext::probe`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetnsNow {
+    /// Nothing is at the path.
+    Gone,
+    /// A network namespace, with its (nsfs) inode.
+    Namespace(u64),
+    /// Something that is not a namespace (e.g. the empty mount point a deleted namespace left behind).
+    NotNamespace,
+    /// It could not be told (permission, I/O error): never a reason to reclaim.
+    Unknown,
+}
+
+/// Looks a netns path up (the plugin passes a `stat`/`statfs`; tests pass a table).
+pub type NetnsProbe = fn(&str) -> NetnsNow;
+
+/// What an ADD records besides the addresses, and what it needs to tell a stale attachment (one certainly gone
+/// after a reboot or a lost DEL) from a live one.
 #[derive(Debug, Clone, Default)]
 pub struct AddContext {
-    /// `/proc/sys/kernel/random/boot_id`.
+    /// The current boot id (`/proc/sys/kernel/random/boot_id`); empty if unknown.
     pub boot_id: String,
     /// CNI_NETNS.
     pub netns: String,
+    /// The nsfs inode CNI_NETNS names now, if it is a namespace.
+    pub netns_ino: Option<u64>,
+    /// How recorded netns paths are looked up; `None`: only the boot id can make an attachment stale.
+    pub probe: Option<NetnsProbe>,
+}
+
+/// Why the attachment `entry` records is certainly gone: it was recorded in another boot, or the namespace it
+/// was given (recorded with its inode) no longer exists or its path now names something else. `None` when it
+/// may be alive, including whenever nothing recorded can tell (no boot id, no netns inode).
+pub fn staleness(entry: &IndexEntry, ctx: &AddContext) -> Option<&'static str> {
+    if !entry.boot_id.is_empty() && !ctx.boot_id.is_empty() && entry.boot_id != ctx.boot_id {
+        return Some("recorded in another boot");
+    }
+    let recorded = entry.netns_ino?;
+    if entry.netns.is_empty() {
+        return None;
+    }
+    match ctx.probe?(&entry.netns) {
+        NetnsNow::Gone => Some("its netns no longer exists"),
+        NetnsNow::NotNamespace => Some("its netns path no longer names a namespace"),
+        NetnsNow::Namespace(ino) if ino != recorded => Some("its netns path now names another namespace"),
+        NetnsNow::Namespace(_) | NetnsNow::Unknown => None,
+    }
+}
+
+/// The stale owner of `ip`, if `ip` can be reclaimed: held by an attachment other than `except`, whose index
+/// entry lists `ip` and is certainly stale. A reservation without an index entry (made by the reference) or
+/// held by a legacy id-only file is never reclaimable.
+fn reclaimable(
+    store: &dyn Store,
+    ip: IpAddr,
+    ctx: &AddContext,
+    except: Option<&Attachment>,
+) -> Result<Option<(Attachment, IndexEntry, &'static str)>, StoreError> {
+    let Some(Holder::Attachment(old)) = store.holder(ip)? else {
+        return Ok(None);
+    };
+    if except == Some(&old) {
+        return Ok(None);
+    }
+    let Some(entry) = store.read_index(&old)? else {
+        return Ok(None);
+    };
+    if !entry.ips.contains(&ip) {
+        return Ok(None);
+    }
+    Ok(staleness(&entry, ctx).map(|why| (old, entry, why)))
 }
 
 /// Allocates one address per range set for `owner`. On any failure, what this call reserved is released.
@@ -27,10 +91,12 @@ pub fn allocate(
     ctx: &AddContext,
 ) -> Result<Vec<IpConfig>, IpamError> {
     let net = cfg.network.as_str();
+    release_if_stale(store, net, owner, ctx).map_err(|e| IpamError::store(net, e))?;
     let entry = IndexEntry {
         ips: held_by(store, owner).map_err(|e| IpamError::store(net, e))?,
         boot_id: ctx.boot_id.clone(),
         netns: ctx.netns.clone(),
+        netns_ino: ctx.netns_ino,
     };
     if let Some(&ip) = entry
         .ips
@@ -47,6 +113,7 @@ pub fn allocate(
         store,
         net,
         owner,
+        ctx,
         entry,
         taken: Vec::new(),
     };
@@ -63,6 +130,33 @@ pub fn allocate(
     // One fsync per directory makes this ADD's reservations durable before the result is returned.
     add.store.sync().map_err(|e| IpamError::store(net, e))?;
     Ok(out)
+}
+
+/// A second ADD of an attachment whose earlier ADD is certainly stale (another boot, its netns gone): that
+/// attachment is gone without a DEL, so what it held is released first and the ADD is not a duplicate.
+fn release_if_stale(
+    store: &mut dyn Store,
+    net: &str,
+    owner: &Attachment,
+    ctx: &AddContext,
+) -> Result<(), StoreError> {
+    let Some(entry) = store.read_index(owner)? else {
+        return Ok(());
+    };
+    let Some(why) = staleness(&entry, ctx) else {
+        return Ok(());
+    };
+    tracing::warn!(
+        network = net,
+        id = %owner.container_id,
+        ifname = %owner.ifname,
+        old_netns = %entry.netns,
+        old_boot_id = %entry.boot_id,
+        why,
+        "ADD of an attachment whose earlier ADD is stale: releasing what it held"
+    );
+    let (_, errors) = release(store, owner);
+    errors.into_iter().next().map_or(Ok(()), Err)
 }
 
 /// The addresses the index says `owner` holds and whose reservation files agree (O(1) in the directory size).
@@ -84,6 +178,7 @@ struct Add<'a> {
     store: &'a mut dyn Store,
     net: &'a str,
     owner: &'a Attachment,
+    ctx: &'a AddContext,
     entry: IndexEntry,
     taken: Vec<IpAddr>,
 }
@@ -134,10 +229,11 @@ impl Add<'_> {
         })
     }
 
-    /// Reserves `ip` if free: the index entry first, then the reservation file, so a crash in between leaves
-    /// an index entry without a file (ignored everywhere) rather than a file nobody indexed.
+    /// Reserves `ip` if free, or if its holder is certainly stale (see [`AddContext`]): the index entry first,
+    /// then the reservation file, so a crash in between leaves an index entry without a file (ignored
+    /// everywhere) rather than a file nobody indexed.
     fn reserve(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
-        if self.store.is_reserved(ip)? {
+        if self.store.is_reserved(ip)? && !self.reclaim(ip)? {
             return Ok(false);
         }
         self.entry.ips.push(ip);
@@ -154,6 +250,30 @@ impl Add<'_> {
         let unindexed = self.store.write_index(self.owner, &self.entry);
         let created = created?;
         unindexed.map(|()| created)
+    }
+
+    /// Frees `ip` if its holder is certainly stale, releasing everything that holder had (its other addresses
+    /// too, and its index entry); whether `ip` is free now. A failed release is logged, and `ip` counts as taken.
+    fn reclaim(&mut self, ip: IpAddr) -> Result<bool, StoreError> {
+        let Some((old, entry, why)) = reclaimable(self.store, ip, self.ctx, Some(self.owner))? else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            network = self.net,
+            %ip,
+            old_id = %old.container_id,
+            old_ifname = %old.ifname,
+            old_netns = %entry.netns,
+            old_boot_id = %entry.boot_id,
+            why,
+            new_id = %self.owner.container_id,
+            "reclaiming the addresses of a stale attachment"
+        );
+        let (_, errors) = release(self.store, &old);
+        for e in &errors {
+            tracing::warn!(%ip, error = %e, "cannot reclaim");
+        }
+        Ok(!self.store.is_reserved(ip)?)
     }
 
     /// Undoes the reservations of a failed ADD; errors are logged, the caller reports the original error.
@@ -343,13 +463,30 @@ fn prune_index(store: &mut dyn Store, owner: &Attachment) -> Result<(), StoreErr
     Ok(())
 }
 
-/// STATUS: the first range set without a free address, if any.
+/// STATUS: the first range set without a free address, if any. A set whose addresses are all reserved still
+/// has room when one of them is reclaimable (its holder is certainly stale), since ADD would take that one.
 pub fn first_full_set<'a>(
     store: &dyn Store,
     sets: &'a [RangeSet],
+    ctx: &AddContext,
 ) -> Result<Option<&'a RangeSet>, StoreError> {
     let reserved = store.reserved_ips()?;
-    Ok(sets.iter().find(|s| s.free(&reserved) == 0))
+    for set in sets {
+        if set.free(&reserved) > 0 {
+            continue;
+        }
+        let mut room = false;
+        for &ip in reserved.iter().filter(|ip| set.contains(**ip)) {
+            if reclaimable(store, ip, ctx, None)?.is_some() {
+                room = true;
+                break;
+            }
+        }
+        if !room {
+            return Ok(Some(set));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -54,7 +54,10 @@ Keys of the \"ipam\" object:
   resolvConf   resolv.conf file turned into the result's dns
 Also read: runtimeConfig.ipRanges (prepended to ranges), requested addresses from CNI_ARGS IP=a[,b],
 args.cni.ips and runtimeConfig.ips (\"10.1.0.5\" or \"10.1.0.5/24\").
-Environment: CORRAL_IPAM_LOCK_TIMEOUT_MS (default 30000), CORRAL_LOG (log level, to stderr).";
+Environment: CORRAL_IPAM_LOCK_TIMEOUT_MS (default 30000), CORRAL_LOG (log level, to stderr),
+CORRAL_BOOT_ID_FILE (read the boot id from this file instead of /proc/sys/kernel/random/boot_id).
+A reserved address whose holder is certainly stale (recorded in another boot, or its netns is gone) is
+reclaimed by the ADD that needs it.";
 
 /// host-local as a built-in delegate: plugins that delegate IPAM pass this to `corral_cni::invoke`, which runs
 /// it in-process when the `host-local` in CNI_PATH is corral's own build (and execs it otherwise).

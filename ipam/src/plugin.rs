@@ -1,7 +1,7 @@
 //! The `cni::Plugin` implementation: each verb parses its config (pure), opens the network's store, takes
 //! its lock for the whole verb and runs the allocator.
 
-use crate::allocator::{self, AddContext};
+use crate::allocator::{self, AddContext, NetnsNow};
 use crate::config::{self, IpamConfig, NetConf};
 use crate::dns::parse_resolv_conf;
 use crate::error::{IpamError, StoreError};
@@ -12,6 +12,10 @@ use std::time::Duration;
 
 /// Where the kernel exposes the boot id recorded in index entries.
 const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Reads the boot id from this file instead of [`BOOT_ID_PATH`] (tests simulate a reboot with it; the NAT
+/// manager honours the same variable).
+pub const BOOT_ID_FILE_ENV: &str = "CORRAL_BOOT_ID_FILE";
 
 /// Overrides the lock timeout, in milliseconds (for tests and slow nodes).
 pub const LOCK_TIMEOUT_ENV: &str = "CORRAL_IPAM_LOCK_TIMEOUT_MS";
@@ -83,6 +87,47 @@ fn read_boot_id(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The boot id (from [`BOOT_ID_FILE_ENV`] if set), CNI_NETNS and its inode, and the probe that tells stale
+/// attachments from live ones.
+fn context(req: &Request) -> AddContext {
+    let boot_file = req
+        .env
+        .get(BOOT_ID_FILE_ENV)
+        .filter(|p| !p.is_empty())
+        .map_or(BOOT_ID_PATH, String::as_str);
+    let netns = req
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let netns_ino = match probe_netns(&netns) {
+        NetnsNow::Namespace(ino) if !netns.is_empty() => Some(ino),
+        _ => None,
+    };
+    AddContext {
+        boot_id: read_boot_id(Path::new(boot_file)),
+        netns,
+        netns_ino,
+        probe: Some(probe_netns),
+    }
+}
+
+/// What `path` names now: a namespace (nsfs, with its inode), something else, nothing, or unknown.
+fn probe_netns(path: &str) -> NetnsNow {
+    use nix::errno::Errno;
+    let st = match nix::sys::stat::stat(path) {
+        Ok(st) => st,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => return NetnsNow::Gone,
+        Err(_) => return NetnsNow::Unknown,
+    };
+    match nix::sys::statfs::statfs(path) {
+        Ok(fs) if fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC => NetnsNow::Namespace(st.st_ino),
+        Ok(_) => NetnsNow::NotNamespace,
+        Err(Errno::ENOENT | Errno::ENOTDIR) => NetnsNow::Gone,
+        Err(_) => NetnsNow::Unknown,
+    }
+}
+
 /// Many store errors as one CNI error, with the first one's code.
 fn several(net: &str, errors: Vec<StoreError>) -> Result<(), CniError> {
     let Some(code) = errors.first().map(StoreError::code) else {
@@ -102,14 +147,7 @@ impl Plugin for HostLocal {
         let net = cfg.network.as_str();
         let mut store = DiskStore::open(&cfg.data_dir, net).map_err(|e| IpamError::store(net, e))?;
         let _lock = self.lock(req, &store, net)?;
-        let ctx = AddContext {
-            boot_id: read_boot_id(Path::new(BOOT_ID_PATH)),
-            netns: req
-                .netns
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        };
+        let ctx = context(req);
         let ips = allocator::allocate(&mut store, &cfg, &owner(req), &ctx)?;
         Ok(CniResult {
             ips,
@@ -162,7 +200,8 @@ impl Plugin for HostLocal {
         let unavailable = |e: StoreError| CniError::not_available(format!("network \"{net}\": {e}"));
         let store = DiskStore::open(&cfg.data_dir, net).map_err(unavailable)?;
         store.probe_writable().map_err(unavailable)?;
-        match allocator::first_full_set(&store, &cfg.range_sets).map_err(unavailable)? {
+        let ctx = context(req);
+        match allocator::first_full_set(&store, &cfg.range_sets, &ctx).map_err(unavailable)? {
             Some(set) => Err(CniError::not_available(format!(
                 "network \"{net}\": no IP addresses available in range set {set}"
             ))),

@@ -7,6 +7,7 @@
 //! created under /run/netns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod churn;
 pub mod conf;
 pub mod ctr;
 pub mod state;

@@ -307,8 +307,218 @@ fn status_finds_a_full_set() {
         None,
     );
     let mut s = MemoryStore::new();
-    assert!(first_full_set(&s, &c.range_sets).unwrap().is_none());
+    assert!(first_full_set(&s, &c.range_sets, &AddContext::default())
+        .unwrap()
+        .is_none());
     add(&mut s, &c, "a").unwrap();
-    let full = first_full_set(&s, &c.range_sets).unwrap().unwrap();
+    let full = first_full_set(&s, &c.range_sets, &AddContext::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(full.to_string(), "10.2.0.0/30");
+}
+
+/// A probe for the memory-store tests: `/run/netns/live*` is namespace 7, `/run/netns/moved*` namespace 8,
+/// `/run/netns/file*` a plain file, `/run/netns/eacces*` unreadable, anything else gone.
+fn probe(path: &str) -> NetnsNow {
+    let name = path.trim_start_matches("/run/netns/");
+    if name.starts_with("live") {
+        NetnsNow::Namespace(7)
+    } else if name.starts_with("moved") {
+        NetnsNow::Namespace(8)
+    } else if name.starts_with("file") {
+        NetnsNow::NotNamespace
+    } else if name.starts_with("eacces") {
+        NetnsNow::Unknown
+    } else {
+        NetnsNow::Gone
+    }
+}
+
+fn ctx(boot: &str, netns: &str) -> AddContext {
+    AddContext {
+        boot_id: boot.into(),
+        netns: format!("/run/netns/{netns}"),
+        netns_ino: (probe(&format!("/run/netns/{netns}")) == NetnsNow::Namespace(7)).then_some(7),
+        probe: Some(probe),
+    }
+}
+
+fn add_in(s: &mut MemoryStore, c: &IpamConfig, id: &str, x: &AddContext) -> Result<Vec<String>, IpamError> {
+    allocate(s, c, &att(id), x).map(|ips| ips.iter().map(|c| c.address.to_string()).collect())
+}
+
+#[test]
+fn staleness_needs_evidence() {
+    let entry = |boot: &str, netns: &str, ino: Option<u64>| IndexEntry {
+        ips: vec![],
+        boot_id: boot.into(),
+        netns: netns.into(),
+        netns_ino: ino,
+    };
+    let now = ctx("b1", "live0");
+    assert_eq!(staleness(&entry("b1", "/run/netns/live1", Some(7)), &now), None);
+    assert_eq!(
+        staleness(&entry("b0", "/run/netns/live1", Some(7)), &now),
+        Some("recorded in another boot")
+    );
+    assert_eq!(
+        staleness(&entry("b1", "/run/netns/gone", Some(7)), &now),
+        Some("its netns no longer exists")
+    );
+    assert_eq!(
+        staleness(&entry("b1", "/run/netns/moved", Some(7)), &now),
+        Some("its netns path now names another namespace")
+    );
+    assert_eq!(
+        staleness(&entry("b1", "/run/netns/file", Some(7)), &now),
+        Some("its netns path no longer names a namespace")
+    );
+    // Nothing to tell by: no inode recorded (the netns was not a namespace at ADD, or an older index), an
+    // unreadable path, no boot id on either side, or no probe.
+    assert_eq!(staleness(&entry("b1", "/run/netns/gone", None), &now), None);
+    assert_eq!(staleness(&entry("b1", "/run/netns/eacces", Some(7)), &now), None);
+    assert_eq!(staleness(&entry("", "/run/netns/live1", Some(7)), &now), None);
+    assert_eq!(staleness(&entry("b0", "", None), &ctx("", "live0")), None);
+    assert_eq!(
+        staleness(&entry("b1", "/run/netns/gone", Some(7)), &AddContext::default()),
+        None
+    );
+}
+
+#[test]
+fn a_full_pool_of_stale_attachments_is_reclaimed_by_the_next_add() {
+    let c = cfg("10.1.0.0/29"); // .2 .. .6
+    let mut s = MemoryStore::new();
+    for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        add_in(&mut s, &c, id, &ctx("boot1", &format!("live{i}"))).unwrap();
+    }
+    let e = add_in(&mut s, &c, "f", &ctx("boot1", "live9")).unwrap_err();
+    assert!(matches!(e, IpamError::Exhausted { .. }), "{e}");
+    assert!(
+        first_full_set(&s, &c.range_sets, &ctx("boot1", "live9"))
+            .unwrap()
+            .is_some(),
+        "full while every holder is alive"
+    );
+    // A reboot: every earlier entry is from another boot.
+    let after = ctx("boot2", "live9");
+    assert!(
+        first_full_set(&s, &c.range_sets, &after).unwrap().is_none(),
+        "STATUS counts reclaimable addresses as room"
+    );
+    // Round-robin resumes after the last (.6), wraps to .2: a's address, reclaimed.
+    assert_eq!(add_in(&mut s, &c, "f", &after).unwrap(), ["10.1.0.2/29"]);
+    assert_eq!(s.files.get(&ip("10.1.0.2")), Some(&Holder::Attachment(att("f"))));
+    assert!(
+        !s.index.contains_key(&att("a")),
+        "the old owner's index entry is gone"
+    );
+    assert_eq!(s.index.get(&att("f")).unwrap().boot_id, "boot2");
+    // The others stay until an ADD needs them.
+    assert_eq!(s.files.len(), 5);
+    assert_eq!(add_in(&mut s, &c, "g", &after).unwrap(), ["10.1.0.3/29"]);
+    assert!(!s.index.contains_key(&att("b")));
+}
+
+#[test]
+fn requested_address_of_a_stale_attachment_is_reclaimed_but_not_a_live_one() {
+    let c = cfg("10.1.0.0/24");
+    let mut s = MemoryStore::new();
+    add_in(&mut s, &c, "a", &ctx("b1", "live0")).unwrap(); // .2
+    add_in(&mut s, &c, "b", &ctx("b1", "gone-later")).unwrap(); // .3, netns gone (no inode recorded)
+    let want = cfg_with(json!({"subnet": "10.1.0.0/24"}), Some("10.1.0.2"));
+    let e = add_in(&mut s, &want, "x", &ctx("b1", "live1")).unwrap_err();
+    assert!(matches!(e, IpamError::Unavailable { .. }), "{e}");
+    // b's netns was not a namespace at ADD (no inode recorded): its missing path proves nothing.
+    let want3 = cfg_with(json!({"subnet": "10.1.0.0/24"}), Some("10.1.0.3"));
+    let e = add_in(&mut s, &want3, "x", &ctx("b1", "live1")).unwrap_err();
+    assert!(matches!(e, IpamError::Unavailable { .. }), "{e}");
+    // a's namespace is gone now (its path names another one).
+    s.index.get_mut(&att("a")).unwrap().netns = "/run/netns/moved0".into();
+    assert_eq!(
+        add_in(&mut s, &want, "x", &ctx("b1", "live1")).unwrap(),
+        ["10.1.0.2/24"]
+    );
+    assert!(!s.index.contains_key(&att("a")));
+}
+
+#[test]
+fn reservations_without_an_index_are_never_reclaimed() {
+    let c = cfg("10.1.0.0/30"); // only .2
+    let mut s = MemoryStore::new();
+    s.insert_foreign(ip("10.1.0.2"), Holder::Attachment(att("ref")));
+    let e = add_in(&mut s, &c, "x", &ctx("boot2", "live0")).unwrap_err();
+    assert!(matches!(e, IpamError::Exhausted { .. }), "{e}");
+    s.files.clear();
+    s.insert_foreign(ip("10.1.0.2"), Holder::LegacyId("old".into()));
+    assert!(add_in(&mut s, &c, "x", &ctx("boot2", "live0")).is_err());
+    // An index that does not list the address does not vouch for it either.
+    s.files.clear();
+    s.insert_foreign(ip("10.1.0.2"), Holder::Attachment(att("y")));
+    s.index.insert(
+        att("y"),
+        IndexEntry {
+            ips: vec![ip("10.9.0.9")],
+            boot_id: "boot1".into(),
+            ..Default::default()
+        },
+    );
+    assert!(add_in(&mut s, &c, "x", &ctx("boot2", "live0")).is_err());
+}
+
+#[test]
+fn reclaiming_releases_every_address_of_the_stale_attachment() {
+    let c = cfg_with(
+        json!({"ranges": [[{"subnet": "10.1.0.0/30"}], [{"subnet": "fd00::/120"}]]}),
+        None,
+    );
+    let mut s = MemoryStore::new();
+    add_in(&mut s, &c, "a", &ctx("b1", "live0")).unwrap();
+    assert_eq!(
+        add_in(&mut s, &c, "b", &ctx("b2", "live1")).unwrap(),
+        ["10.1.0.2/30", "fd00::3/120"],
+        "a's v4 reclaimed (the only one); v6 goes on round-robin"
+    );
+    assert!(!s.index.contains_key(&att("a")));
+    assert!(
+        !s.files.contains_key(&ip("fd00::2")),
+        "a's v6 was released with its v4"
+    );
+    assert_eq!(s.files.len(), 2);
+}
+
+#[test]
+fn a_second_add_of_a_stale_attachment_is_not_a_duplicate() {
+    let c = cfg("10.1.0.0/24");
+    let mut s = MemoryStore::new();
+    add_in(&mut s, &c, "a", &ctx("b1", "live0")).unwrap();
+    // Same boot, netns alive: a duplicate.
+    let e = add_in(&mut s, &c, "a", &ctx("b1", "live0")).unwrap_err();
+    assert!(matches!(e, IpamError::Duplicate { .. }), "{e}");
+    // After a reboot the runtime ADDs the same attachment again without a DEL.
+    assert_eq!(
+        add_in(&mut s, &c, "a", &ctx("b2", "live0")).unwrap(),
+        ["10.1.0.3/24"]
+    );
+    assert_eq!(s.files.len(), 1, "the old address was released");
+    assert_eq!(s.index.get(&att("a")).unwrap().ips, [ip("10.1.0.3")]);
+}
+
+#[test]
+fn gc_follows_the_valid_list_whatever_the_boot() {
+    let c = cfg("10.1.0.0/24");
+    let mut s = MemoryStore::new();
+    for id in ["a", "b", "c"] {
+        add_in(&mut s, &c, id, &ctx("b1", "live0")).unwrap();
+    }
+    // After a reboot the runtime still lists `a` (it will re-ADD it): kept, with its entry as written.
+    let (removed, errors) = gc(&mut s, &[att("a")]);
+    assert!(errors.is_empty());
+    assert_eq!(removed.len(), 2);
+    assert_eq!(s.indexed().unwrap(), [att("a")]);
+    assert_eq!(s.index.get(&att("a")).unwrap().boot_id, "b1");
+    let (removed, errors) = gc(&mut s, &[]);
+    assert!(errors.is_empty());
+    assert_eq!(removed, [ip("10.1.0.2")]);
+    assert!(s.files.is_empty() && s.index.is_empty());
 }

@@ -256,3 +256,72 @@ fn gc_keeps_valid_attachments_only() {
     assert_eq!(invoke(&legacy, call("GC", "")).0, 0);
     assert!(!net.join("10.1.0.3").exists(), "legacy key read too");
 }
+
+#[test]
+fn a_reboot_makes_a_full_pool_usable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = dir.path().join("boot_id");
+    let boot_env = boot.display().to_string();
+    let env = [(BOOT_ID_FILE_ENV, boot_env.as_str())];
+    let c = conf(dir.path(), "1.1.0", json!({"subnet": "10.1.0.0/30"}));
+    let with = |cmd, id| Call {
+        cmd,
+        id,
+        extra_env: &env,
+    };
+    std::fs::write(&boot, "boot-one\n").unwrap();
+    assert_eq!(invoke(&c, with("ADD", "c1")).0, 0);
+    let index = std::fs::read_to_string(dir.path().join("net1/.corral/c1@eth0")).unwrap();
+    assert!(index.contains("\nboot_id boot-one\n"), "{index}");
+    let (code, v) = invoke(&c, with("ADD", "c2"));
+    assert_eq!((code, &v["code"]), (1, &json!(100)), "{v}");
+    assert_eq!(invoke(&c, with("STATUS", "")).1["code"], 50);
+
+    std::fs::write(&boot, "boot-two\n").unwrap();
+    assert_eq!(
+        invoke(&c, with("STATUS", "")).0,
+        0,
+        "the stale reservation counts as room"
+    );
+    let (code, v) = invoke(&c, with("ADD", "c2"));
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ips"][0]["address"], "10.1.0.2/30");
+    assert!(!dir.path().join("net1/.corral/c1@eth0").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("net1/10.1.0.2")).unwrap(),
+        "c2\r\neth0"
+    );
+}
+
+#[test]
+fn a_netns_that_vanished_without_del_frees_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = conf(dir.path(), "1.1.0", json!({"subnet": "10.1.0.0/30"}));
+    // A process's netns path: a namespace while the process lives, gone when it is reaped.
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let netns = format!("/proc/{}/ns/net", child.id());
+    // Without root the process shares our netns: the override lets ADD through, as a runtime that
+    // deliberately passes its own namespace would.
+    let env = [("CNI_NETNS", netns.as_str()), ("CNI_NETNS_OVERRIDE", "1")];
+    let (code, v) = invoke(
+        &c,
+        Call {
+            cmd: "ADD",
+            id: "c1",
+            extra_env: &env,
+        },
+    );
+    assert_eq!(code, 0, "{v}");
+    let index = std::fs::read_to_string(dir.path().join("net1/.corral/c1@eth0")).unwrap();
+    assert!(index.contains("\nnetns_ino "), "{index}");
+    assert_eq!(invoke(&c, call("ADD", "c2")).1["code"], 100, "c1 is alive");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (code, v) = invoke(&c, call("ADD", "c2"));
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ips"][0]["address"], "10.1.0.2/30");
+    // The default CNI_NETNS of these tests does not exist: nothing recorded, so c2 is never judged by it.
+    let index = std::fs::read_to_string(dir.path().join("net1/.corral/c2@eth0")).unwrap();
+    assert!(!index.contains("netns_ino"), "{index}");
+    assert_eq!(invoke(&c, call("ADD", "c3")).1["code"], 100);
+}

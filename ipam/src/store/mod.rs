@@ -73,6 +73,9 @@ pub struct IndexEntry {
     pub boot_id: String,
     /// CNI_NETNS of the ADD.
     pub netns: String,
+    /// The inode of the namespace CNI_NETNS named at ADD time, if it was one (nsfs): a later namespace at the
+    /// same path has another inode. Without it, the path alone never makes the entry stale.
+    pub netns_ino: Option<u64>,
 }
 
 /// First line of an index file. Never equal to a reservation's content, so the reference (which reads every
@@ -84,6 +87,9 @@ impl IndexEntry {
     pub fn encode(&self) -> String {
         let mut s = format!("{INDEX_HEADER}\nboot_id {}\n", one_line(&self.boot_id));
         s.push_str(&format!("netns {}\n", one_line(&self.netns)));
+        if let Some(ino) = self.netns_ino {
+            s.push_str(&format!("netns_ino {ino}\n"));
+        }
         for ip in &self.ips {
             s.push_str(&format!("ip {ip}\n"));
         }
@@ -102,6 +108,8 @@ impl IndexEntry {
             match k {
                 "boot_id" => e.boot_id = v.to_string(),
                 "netns" => e.netns = v.to_string(),
+                // Unreadable: as if not recorded, so the entry is never judged by its netns.
+                "netns_ino" => e.netns_ino = v.parse().ok(),
                 "ip" => e.ips.push(v.parse().ok()?),
                 _ => {}
             }
@@ -187,6 +195,7 @@ mod tests {
             ips: vec!["10.1.0.2".parse().unwrap(), "fd00::2".parse().unwrap()],
             boot_id: "b00t".into(),
             netns: "/run/netns/x y".into(),
+            netns_ino: Some(4026532000),
         };
         let text = e.encode();
         assert_eq!(IndexEntry::decode(&text), Some(e));
@@ -194,6 +203,11 @@ mod tests {
         assert_eq!(IndexEntry::decode("abc\r\neth0"), None);
         let empty = IndexEntry::default();
         assert_eq!(IndexEntry::decode(&empty.encode()), Some(empty));
+        // Entries written before netns_ino existed, and a garbled one, read as "not recorded".
+        let old = "corral-host-local-index 1\nboot_id b\nnetns /x\nip 10.1.0.2\n";
+        assert_eq!(IndexEntry::decode(old).unwrap().netns_ino, None);
+        let bad = "corral-host-local-index 1\nnetns_ino x\nip 10.1.0.2\n";
+        assert_eq!(IndexEntry::decode(bad).unwrap().netns_ino, None);
     }
 
     #[test]

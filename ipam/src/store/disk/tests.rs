@@ -63,6 +63,7 @@ fn hint_and_index_files() {
         ips: vec![ip("10.1.0.2")],
         boot_id: "b".into(),
         netns: "/n".into(),
+        netns_ino: Some(4026531992),
     };
     s.write_index(&owner, &e).unwrap();
     let path = tmp.path().join("net1/.corral/abc@net.1");
