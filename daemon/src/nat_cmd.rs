@@ -1,6 +1,6 @@
-//! `corral list-nat` and `corral nat reconcile`: what corral's NAT manager holds, read from the kernel (one
-//! `nft -j list table inet corral`) and joined with the on-disk records, so every row names its owner and any
-//! drift between the two shows.
+//! `corral list-nat` and `corral nat reconcile`: what corral's NAT manager holds, read from the kernel (corral's
+//! sets and maps dumped over netlink, `nft -j` as the fallback) and joined with the on-disk records, so every row
+//! names its owner and any drift between the two shows.
 
 use clap::{Args, Subcommand};
 use corral_nat::{EntryState, MasqView, NatManager, NftCli, Owner, PortEntry, PortListing};

@@ -1,5 +1,6 @@
-//! The effect layer: running `nft`. [`NftCli`] execs the binary (one `nft -f -` = one atomic transaction);
-//! tests use `testing::FakeBackend`, which records scripts and never touches the kernel.
+//! The effect layer: running `nft`. [`NftCli`] execs the binary (one `nft -f -` = one atomic transaction)
+//! and reads set elements back over netlink ([`crate::nfnl`]; `nft -j` when that fails); tests use
+//! `testing::FakeBackend`, which records scripts and never touches the kernel.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -7,7 +8,9 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+use crate::element::{Table, TABLE_NAME};
 use crate::error::NatError;
+use crate::inspect::{parse_counted, CountedElements};
 
 /// Where nft scripts go and where listings come from.
 pub trait NftBackend {
@@ -17,6 +20,13 @@ pub trait NftBackend {
     fn list_table(&self, family: &str, table: &str) -> Result<Option<Value>, NatError>;
     /// Checks that nft can be used here (`nft -j list tables` runs and prints JSON).
     fn probe(&self) -> Result<(), NatError>;
+    /// Every element of corral's sets and maps in `table`, with per-element counters; `None` when the table
+    /// does not exist. By default parsed from [`NftBackend::list_table`].
+    fn list_elements(&self, table: Table) -> Result<Option<CountedElements>, NatError> {
+        Ok(self
+            .list_table(table.family(), TABLE_NAME)?
+            .map(|listing| parse_counted(&listing)))
+    }
 }
 
 impl<B: NftBackend + ?Sized> NftBackend for &B {
@@ -29,6 +39,20 @@ impl<B: NftBackend + ?Sized> NftBackend for &B {
     fn probe(&self) -> Result<(), NatError> {
         (**self).probe()
     }
+    fn list_elements(&self, table: Table) -> Result<Option<CountedElements>, NatError> {
+        (**self).list_elements(table)
+    }
+}
+
+/// How [`NftCli`] reads set elements back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ElementReader {
+    /// nf_tables element dumps over netlink (no process; ~20x faster at 10,000 elements), falling back to
+    /// `nft -j` when netlink fails.
+    #[default]
+    Netlink,
+    /// `nft -j list table` only.
+    NftJson,
 }
 
 /// Runs the `nft` binary in the calling thread's network namespace, or in `netns` through
@@ -39,6 +63,8 @@ pub struct NftCli {
     pub program: PathBuf,
     /// Run inside this network namespace (a `/run/netns/<name>` or `/proc/<pid>/ns/net` path).
     pub netns: Option<PathBuf>,
+    /// How elements are read back ([`NftBackend::list_elements`]).
+    pub reader: ElementReader,
 }
 
 impl Default for NftCli {
@@ -46,6 +72,7 @@ impl Default for NftCli {
         Self {
             program: PathBuf::from("nft"),
             netns: None,
+            reader: ElementReader::default(),
         }
     }
 }
@@ -156,6 +183,18 @@ impl NftBackend for NftCli {
             }),
         }
     }
+
+    fn list_elements(&self, table: Table) -> Result<Option<CountedElements>, NatError> {
+        if self.reader == ElementReader::Netlink {
+            match crate::nfnl::socket::list_elements(self.netns.as_deref(), table) {
+                Ok(found) => return Ok(found),
+                Err(error) => tracing::debug!(%error, "netlink element dump failed; falling back to nft -j"),
+            }
+        }
+        Ok(self
+            .list_table(table.family(), TABLE_NAME)?
+            .map(|listing| parse_counted(&listing)))
+    }
 }
 
 /// Test doubles. Compiled for this crate's tests and behind the `testing` feature; never in release code paths.
@@ -256,6 +295,7 @@ mod tests {
         let cli = NftCli {
             program: "/nonexistent/corral-test-nft".into(),
             netns: None,
+            reader: ElementReader::NftJson,
         };
         let err = cli.probe().unwrap_err();
         assert_eq!(err.code(), 50, "{err}");
@@ -273,6 +313,7 @@ mod tests {
         let cli = NftCli {
             program: script.clone(),
             netns: None,
+            reader: ElementReader::NftJson,
         };
         let err = cli.apply("add table inet corral\n").unwrap_err();
         assert!(err.to_string().contains("Error: boom"), "{err}");

@@ -91,6 +91,15 @@ pub enum NatError {
         #[source]
         source: serde_json::Error,
     },
+    /// Reading nf_tables over netlink failed (callers fall back to `nft -j`).
+    #[error("nf_tables netlink {operation}: {source}")]
+    Netlink {
+        /// What we were doing ("open socket", "dump set elements", ...).
+        operation: String,
+        /// The OS error, or the parse error as `InvalidData`.
+        #[source]
+        source: std::io::Error,
+    },
     /// CHECK found recorded state missing from the kernel.
     #[error("{owner}: missing in the kernel: {missing}")]
     Missing {
@@ -139,6 +148,7 @@ impl NatError {
             Self::PortInUse { .. } => CODE_PORT_IN_USE,
             Self::NftFailed { .. }
             | Self::NftOutput { .. }
+            | Self::Netlink { .. }
             | Self::Missing { .. }
             | Self::NoRecord { .. } => CODE_OTHER,
             Self::Multiple(errors) => errors.first().map_or(CODE_OTHER, NatError::code),

@@ -19,13 +19,16 @@ pub struct Counters {
     pub bytes: u64,
 }
 
+/// Elements with their counters (when their set has them), as the listings return them.
+pub type CountedElements = Vec<(Element, Option<Counters>)>;
+
 /// Every element of corral's sets and maps found in one table listing (`{"nftables": [...]}`).
 pub fn parse_elements(listing: &Value) -> Vec<Element> {
     parse_counted(listing).into_iter().map(|(e, _)| e).collect()
 }
 
 /// Like [`parse_elements`], with each element's counters when the set has them.
-pub fn parse_counted(listing: &Value) -> Vec<(Element, Option<Counters>)> {
+pub fn parse_counted(listing: &Value) -> CountedElements {
     let Some(objects) = listing.get("nftables").and_then(Value::as_array) else {
         return Vec::new();
     };

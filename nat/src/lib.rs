@@ -4,8 +4,9 @@
 //!
 //! The flow of every verb: [`model`] (validated plain data) → [`element`] (the set elements a record asks for)
 //! → [`plan`] (pure: one nft text script) → [`backend`] (one `nft -f -`, one atomic transaction). Ownership
-//! comes from the per-attachment JSON records of [`store`], never from rule text; [`inspect`] reads the kernel
-//! back for CHECK. [`manager::NatManager`] ties them together.
+//! comes from the per-attachment JSON records of [`store`], never from rule text, and ADD/DEL find the
+//! records that matter to them through the ownership [`index`]; [`inspect`] reads nft's JSON back for CHECK
+//! and [`nfnl`] reads set elements over netlink for listings. [`manager::NatManager`] ties them together.
 //!
 //! Port forwarding (the portmap plugin) lives in the same `table inet corral`: DNAT maps keyed by
 //! `proto . [hostIP .] hostPort`, a set of DNATed connections to masquerade, and one owner per host port.
@@ -15,17 +16,19 @@
 pub mod backend;
 pub mod element;
 pub mod error;
+pub mod index;
 pub mod inspect;
 pub mod listing;
 pub mod manager;
 pub mod model;
+pub mod nfnl;
 pub mod plan;
 pub mod store;
 
-pub use backend::{NftBackend, NftCli};
+pub use backend::{ElementReader, NftBackend, NftCli};
 pub use element::{Claims, Element, Set, Table};
 pub use error::NatError;
-pub use inspect::Counters;
+pub use inspect::{CountedElements, Counters};
 pub use listing::{EntryState, MasqView, PortEntry, PortListing};
 pub use manager::{staleness, NatManager, ReconcileReport};
 pub use model::{

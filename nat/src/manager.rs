@@ -1,6 +1,10 @@
 //! The NAT manager: the verbs (ADD, DEL, CHECK, GC, STATUS, reconcile, the port listing) over the record
 //! store, the planner and an nft backend. Each verb holds the store lock throughout and sends at most one
 //! transaction per attachment. A record's identity is `(owner, source)`.
+//!
+//! ADD and DEL read only the records the ownership index names for their own elements' slots (host-port
+//! owners, other claimants of shared elements), so their cost does not grow with the number of attachments.
+//! GC, reconcile and the listing walk every record.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -9,13 +13,12 @@ use std::time::Duration;
 use crate::backend::NftBackend;
 use crate::element::{record_elements, Claims, Element, Table, TABLE_NAME};
 use crate::error::NatError;
-use crate::inspect::{object_names, parse_counted, parse_elements};
+use crate::index::slot;
+use crate::inspect::{object_names, parse_elements};
 use crate::listing::{join_masq, join_ports, PortListing};
 use crate::model::{AttachmentRecord, Owner, PortMapping, Source};
 use crate::plan::{base_chains, plan_add, plan_reconcile, plan_remove, plan_replace, Addition};
-use crate::store::{Listing, RecordStore, StoreLock};
-
-const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+use crate::store::{current_boot_id, Listing, RecordStore, StoreLock};
 
 /// What `reconcile` did.
 #[derive(Debug, Default)]
@@ -95,8 +98,9 @@ impl<B: NftBackend> NatManager<B> {
         let script = if changed || !stale.is_empty() {
             let mut leaving = vec![key(&record)];
             leaving.extend(stale.iter().map(key));
-            let claims = self.claims_except(&lock, &leaving)?;
             let olds: Vec<&AttachmentRecord> = old.iter().chain(&stale).collect();
+            let leaving_elements: Vec<Element> = olds.iter().flat_map(|r| record_elements(r)).collect();
+            let claims = self.claims_on(&lock, &leaving_elements, &leaving)?;
             plan_replace(&olds, &record, &claims)
         } else {
             plan_add(&record)
@@ -121,18 +125,20 @@ impl<B: NftBackend> NatManager<B> {
     }
 
     /// Other records holding a host port `record` wants: an error naming the first live one, else the stale ones.
+    /// Only the records the index lists in the slots of `record`'s host ports are read.
     fn port_owners_to_replace(
         &self,
         lock: &StoreLock,
         record: &AttachmentRecord,
     ) -> Result<Vec<AttachmentRecord>, NatError> {
-        let listing = self.store.list(lock, None)?;
-        for error in &listing.errors {
-            tracing::warn!(%error, "ignoring unreadable NAT record while checking host ports");
-        }
+        let slots = record_elements(record)
+            .iter()
+            .filter(|e| matches!(e, Element::HostPort { .. }))
+            .map(slot)
+            .collect();
         let boot = current_boot_id();
         let mut stale = Vec::new();
-        for other in listing.records {
+        for other in self.store.claimants(lock, &slots)? {
             if key(&other) == key(record) {
                 continue;
             }
@@ -246,9 +252,11 @@ impl<B: NftBackend> NatManager<B> {
 
     /// Rebuilds both tables' skeletons and re-adds every recorded element in one transaction (after
     /// `nft flush ruleset`, a firewall reload or a reboot).
+    /// Also rebuilds the ownership index from the records.
     pub fn reconcile(&self) -> Result<ReconcileReport, NatError> {
         let lock = self.store.lock()?;
         let listing = self.store.list(&lock, None)?;
+        self.store.rebuild_index(&lock, &listing.records)?;
         let (script, conflicts) = plan_reconcile(&listing.records);
         for conflict in &conflicts {
             tracing::warn!(element = %conflict.element, owner = conflict.comment, "reconcile: overlapping element skipped");
@@ -274,20 +282,20 @@ impl<B: NftBackend> NatManager<B> {
     pub fn kernel_elements(&self) -> Result<Vec<Element>, NatError> {
         let mut out = Vec::new();
         for table in [Table::Inet, Table::Bridge] {
-            if let Some(listing) = self.backend.list_table(table.family(), TABLE_NAME)? {
-                out.extend(parse_elements(&listing));
+            if let Some(elements) = self.backend.list_elements(table)? {
+                out.extend(elements.into_iter().map(|(e, _)| e));
             }
         }
         Ok(out)
     }
 
-    /// For `list-nat`: every port mapping in the kernel (one `nft -j list table inet corral`) joined with the
-    /// records, so each entry names its owner, plus drift both ways and per-element counters.
+    /// For `list-nat`: every port mapping in the kernel (the backend's element dump of `table inet corral`)
+    /// joined with the records, so each entry names its owner, plus drift both ways and per-element counters.
     pub fn list_ports(&self) -> Result<PortListing, NatError> {
         let records = self.records()?;
-        let kernel = self.backend.list_table(Table::Inet.family(), TABLE_NAME)?;
+        let kernel = self.backend.list_elements(Table::Inet)?;
         let table_present = kernel.is_some();
-        let counted = kernel.as_ref().map(parse_counted).unwrap_or_default();
+        let counted = kernel.unwrap_or_default();
         let boot = current_boot_id();
         let stale: std::collections::HashMap<&Owner, &'static str> = records
             .records
@@ -315,19 +323,23 @@ impl<B: NftBackend> NatManager<B> {
         record: &AttachmentRecord,
         leaving: &[Key<'_>],
     ) -> Result<(), NatError> {
-        let claims = self.claims_except(lock, leaving)?;
+        let claims = self.claims_on(lock, &record_elements(record), leaving)?;
         self.apply(&plan_remove(record, &claims), &record.owner, "del")?;
         self.store.remove(lock, &record.owner, record.source)
     }
 
-    /// Claims of every readable record except `leaving`. An unreadable record claims nothing.
-    fn claims_except(&self, lock: &StoreLock, leaving: &[Key<'_>]) -> Result<Claims, NatError> {
-        let listing = self.store.list(lock, None)?;
-        for error in &listing.errors {
-            tracing::warn!(%error, "ignoring unreadable NAT record");
-        }
+    /// What the records other than `leaving` claim among `elements` and whatever overlaps them: the records
+    /// the index lists in those elements' slots (an unreadable record claims nothing).
+    fn claims_on(
+        &self,
+        lock: &StoreLock,
+        elements: &[Element],
+        leaving: &[Key<'_>],
+    ) -> Result<Claims, NatError> {
+        let slots = elements.iter().map(slot).collect();
+        let others = self.store.claimants(lock, &slots)?;
         Ok(Claims::from_records(
-            listing.records.iter().filter(|r| !leaving.contains(&key(r))),
+            others.iter().filter(|r| !leaving.contains(&key(r))),
         ))
     }
 
@@ -365,10 +377,6 @@ pub fn staleness(record: &AttachmentRecord, current_boot: Option<&str>) -> Optio
 
 fn inode(path: &Path) -> Option<u64> {
     nix::sys::stat::stat(path).ok().map(|s| s.st_ino)
-}
-
-fn current_boot_id() -> Option<String> {
-    std::fs::read_to_string(BOOT_ID).ok().map(|s| s.trim().to_owned())
 }
 
 fn into_result(mut errors: Vec<NatError>) -> Result<(), NatError> {

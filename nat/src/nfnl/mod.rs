@@ -1,0 +1,359 @@
+//! nf_tables over netlink, just enough to dump our sets' elements without running `nft`: request encoding
+//! and reply parsing, pure (byte slices in, plain data out). The socket lives in [`socket`], the conversion of
+//! raw keys into [`Element`](crate::element::Element)s in [`decode`].
+//!
+//! Constants are from the kernel's uapi headers `linux/netlink.h`, `linux/netfilter/nfnetlink.h` and
+//! `linux/netfilter/nf_tables.h`. Netlink headers and attribute headers are in host byte order; nf_tables
+//! payloads (flags, counters, keys) are big-endian. Every read is bounds-checked: malformed bytes give an
+//! error or a skipped element, never a panic.
+
+pub mod decode;
+pub mod socket;
+
+use crate::inspect::Counters;
+
+/// `NFNL_SUBSYS_NFTABLES`.
+const SUBSYS_NFTABLES: u16 = 10;
+/// `NFT_MSG_NEWTABLE`, the reply to `GETTABLE`.
+const MSG_NEWTABLE: u16 = 0;
+/// `NFT_MSG_GETTABLE`.
+const MSG_GETTABLE: u16 = 1;
+/// `NFT_MSG_NEWSETELEM`, the messages of an element dump.
+const MSG_NEWSETELEM: u16 = 12;
+/// `NFT_MSG_GETSETELEM`.
+const MSG_GETSETELEM: u16 = 13;
+
+const NLMSG_HDRLEN: usize = 16;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+/// `NLM_F_DUMP_INTR`: the set changed while it was dumped; the dump must be retried.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// `NLM_F_DUMP` = `NLM_F_ROOT | NLM_F_MATCH`.
+const NLM_F_DUMP: u16 = 0x300;
+/// `sizeof(struct nfgenmsg)`.
+const NFGENMSG_LEN: usize = 4;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+
+/// `NFTA_TABLE_NAME`.
+const NFTA_TABLE_NAME: u16 = 1;
+/// `NFTA_SET_ELEM_LIST_TABLE`, `_SET`, `_ELEMENTS`.
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+/// `NFTA_LIST_ELEM`.
+const NFTA_LIST_ELEM: u16 = 1;
+/// `enum nft_set_elem_attributes`.
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFTA_SET_ELEM_USERDATA: u16 = 6;
+const NFTA_SET_ELEM_EXPR: u16 = 7;
+const NFTA_SET_ELEM_KEY_END: u16 = 10;
+const NFTA_SET_ELEM_EXPRESSIONS: u16 = 11;
+/// `NFTA_DATA_VALUE`.
+const NFTA_DATA_VALUE: u16 = 1;
+/// `NFTA_EXPR_NAME`, `NFTA_EXPR_DATA`.
+const NFTA_EXPR_NAME: u16 = 1;
+const NFTA_EXPR_DATA: u16 = 2;
+/// `NFTA_COUNTER_BYTES`, `NFTA_COUNTER_PACKETS`.
+const NFTA_COUNTER_BYTES: u16 = 1;
+const NFTA_COUNTER_PACKETS: u16 = 2;
+/// `NFT_SET_ELEM_INTERVAL_END`, `NFT_SET_ELEM_CATCHALL`.
+pub const ELEM_INTERVAL_END: u32 = 0x1;
+pub const ELEM_CATCHALL: u32 = 0x2;
+/// `NFTNL_UDATA_SET_ELEM_COMMENT` (libnftnl's user-data TLV type for an element comment).
+const UDATA_SET_ELEM_COMMENT: u8 = 0;
+
+/// `NFPROTO_INET`.
+pub const NFPROTO_INET: u8 = 1;
+/// `NFPROTO_BRIDGE`.
+pub const NFPROTO_BRIDGE: u8 = 7;
+
+/// A malformed reply; the caller falls back to `nft -j`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed nf_tables netlink reply: {0}")]
+pub struct Malformed(pub &'static str);
+
+/// One set element as the kernel dumps it: raw register-aligned bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawElement {
+    /// `NFTA_SET_ELEM_KEY` value.
+    pub key: Vec<u8>,
+    /// `NFTA_SET_ELEM_KEY_END` value (interval sets with concatenations).
+    pub key_end: Option<Vec<u8>>,
+    /// `NFTA_SET_ELEM_DATA` value (maps).
+    pub data: Option<Vec<u8>>,
+    /// `NFTA_SET_ELEM_FLAGS` (`ELEM_INTERVAL_END`, `ELEM_CATCHALL`).
+    pub flags: u32,
+    /// The element's counter expression, if any.
+    pub counters: Option<Counters>,
+    /// The comment in its user data, if any.
+    pub comment: Option<String>,
+}
+
+/// One netlink message of a reply, as far as we care.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `NFT_MSG_NEWSETELEM`: a batch of elements; `interrupted` when the set changed during the dump.
+    Elements {
+        /// Sequence number of the request it answers.
+        seq: u32,
+        /// `NLM_F_DUMP_INTR` was set.
+        interrupted: bool,
+        /// The elements.
+        elements: Vec<RawElement>,
+    },
+    /// `NFT_MSG_NEWTABLE`: the table asked for exists.
+    Table {
+        /// Sequence number of the request it answers.
+        seq: u32,
+    },
+    /// `NLMSG_ERROR`: `errno` 0 is an acknowledgement, else a positive errno (`ENOENT`: no such table/set).
+    Error {
+        /// Sequence number of the request it answers.
+        seq: u32,
+        /// The errno (positive), 0 for an ACK.
+        errno: i32,
+    },
+    /// `NLMSG_DONE`: the end of a dump.
+    Done {
+        /// Sequence number of the request it answers.
+        seq: u32,
+    },
+    /// Anything else (ignored).
+    Other,
+}
+
+/// `NFT_MSG_GETTABLE` for `table` in `family`, acknowledged.
+pub fn get_table_request(seq: u32, family: u8, table: &str) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    put_str(&mut attrs, NFTA_TABLE_NAME, table);
+    message(MSG_GETTABLE, NLM_F_REQUEST | NLM_F_ACK, seq, family, &attrs)
+}
+
+/// A dump of the elements of `set` in `table`.
+pub fn get_elements_request(seq: u32, family: u8, table: &str, set: &str) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    put_str(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, table);
+    put_str(&mut attrs, NFTA_SET_ELEM_LIST_SET, set);
+    message(MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, seq, family, &attrs)
+}
+
+fn message(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[u8]) -> Vec<u8> {
+    let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
+    out.extend_from_slice(&((SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    // struct nfgenmsg: family, version NFNETLINK_V0, res_id 0 (big-endian).
+    out.extend_from_slice(&[family, 0, 0, 0]);
+    out.extend_from_slice(attrs);
+    out
+}
+
+/// A NUL-terminated string attribute, padded to 4 bytes.
+fn put_str(out: &mut Vec<u8>, kind: u16, value: &str) {
+    let len = 4 + value.len() + 1;
+    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(value.as_bytes());
+    out.push(0);
+    out.resize(align4(out.len()), 0);
+}
+
+fn align4(n: usize) -> usize {
+    n.saturating_add(3) & !3
+}
+
+/// Splits one datagram into its messages.
+pub fn parse_datagram(buf: &[u8]) -> Result<Vec<Reply>, Malformed> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let len = read_u32_ne(rest, 0).ok_or(Malformed("truncated message header"))? as usize;
+        if len < NLMSG_HDRLEN || len > rest.len() {
+            return Err(Malformed("message length out of bounds"));
+        }
+        let (kind, flags, seq) = (
+            read_u16_ne(rest, 4).unwrap_or(0),
+            read_u16_ne(rest, 6).unwrap_or(0),
+            read_u32_ne(rest, 8).unwrap_or(0),
+        );
+        let payload = rest.get(NLMSG_HDRLEN..len).ok_or(Malformed("message payload"))?;
+        out.push(parse_message(kind, flags, seq, payload)?);
+        rest = rest.get(align4(len)..).unwrap_or(&[]);
+    }
+    Ok(out)
+}
+
+fn parse_message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Result<Reply, Malformed> {
+    match kind {
+        NLMSG_ERROR => {
+            let code = read_u32_ne(payload, 0).ok_or(Malformed("truncated error message"))?;
+            // The kernel sends -errno.
+            let errno = (code as i32).checked_neg().unwrap_or(i32::MAX);
+            Ok(Reply::Error { seq, errno })
+        }
+        NLMSG_DONE => Ok(Reply::Done { seq }),
+        k if k == (SUBSYS_NFTABLES << 8) | MSG_NEWTABLE => Ok(Reply::Table { seq }),
+        k if k == (SUBSYS_NFTABLES << 8) | MSG_NEWSETELEM => {
+            let attrs = payload
+                .get(NFGENMSG_LEN..)
+                .ok_or(Malformed("truncated nfgenmsg"))?;
+            let mut elements = Vec::new();
+            for (kind, value) in Attrs::new(attrs) {
+                if kind? == NFTA_SET_ELEM_LIST_ELEMENTS {
+                    for (kind, elem) in Attrs::new(value) {
+                        if kind? == NFTA_LIST_ELEM {
+                            elements.push(parse_element(elem)?);
+                        }
+                    }
+                }
+            }
+            Ok(Reply::Elements {
+                seq,
+                interrupted: flags & NLM_F_DUMP_INTR != 0,
+                elements,
+            })
+        }
+        _ => Ok(Reply::Other),
+    }
+}
+
+fn parse_element(attrs: &[u8]) -> Result<RawElement, Malformed> {
+    let mut elem = RawElement::default();
+    for (kind, value) in Attrs::new(attrs) {
+        match kind? {
+            NFTA_SET_ELEM_KEY => elem.key = data_value(value)?,
+            NFTA_SET_ELEM_KEY_END => elem.key_end = Some(data_value(value)?),
+            NFTA_SET_ELEM_DATA => elem.data = Some(data_value(value)?),
+            NFTA_SET_ELEM_FLAGS => {
+                elem.flags = read_u32_be(value, 0).ok_or(Malformed("element flags"))?;
+            }
+            NFTA_SET_ELEM_USERDATA => elem.comment = comment(value),
+            NFTA_SET_ELEM_EXPR => elem.counters = elem.counters.or(counter(value)?),
+            NFTA_SET_ELEM_EXPRESSIONS => {
+                for (kind, expr) in Attrs::new(value) {
+                    if kind? == NFTA_LIST_ELEM {
+                        elem.counters = elem.counters.or(counter(expr)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(elem)
+}
+
+/// The bytes of the `NFTA_DATA_VALUE` inside an `nft_data` nest.
+fn data_value(nest: &[u8]) -> Result<Vec<u8>, Malformed> {
+    for (kind, value) in Attrs::new(nest) {
+        if kind? == NFTA_DATA_VALUE {
+            return Ok(value.to_vec());
+        }
+    }
+    Err(Malformed("nft_data without a value"))
+}
+
+/// A `counter` expression's packets and bytes; `None` for any other expression.
+fn counter(expr: &[u8]) -> Result<Option<Counters>, Malformed> {
+    let mut name: &[u8] = &[];
+    let mut data: &[u8] = &[];
+    for (kind, value) in Attrs::new(expr) {
+        match kind? {
+            NFTA_EXPR_NAME => name = value,
+            NFTA_EXPR_DATA => data = value,
+            _ => {}
+        }
+    }
+    if name.split(|b| *b == 0).next() != Some(b"counter".as_slice()) {
+        return Ok(None);
+    }
+    let mut counters = Counters::default();
+    for (kind, value) in Attrs::new(data) {
+        match kind? {
+            NFTA_COUNTER_BYTES => counters.bytes = read_u64_be(value).ok_or(Malformed("counter bytes"))?,
+            NFTA_COUNTER_PACKETS => {
+                counters.packets = read_u64_be(value).ok_or(Malformed("counter packets"))?
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(counters))
+}
+
+/// The comment in libnftnl's user-data TLVs (`type u8, len u8, value`), NUL-terminated.
+fn comment(udata: &[u8]) -> Option<String> {
+    let mut rest = udata;
+    while let [kind, len, tail @ ..] = rest {
+        let value = tail.get(..usize::from(*len))?;
+        if *kind == UDATA_SET_ELEM_COMMENT {
+            let text = value.split(|b| *b == 0).next().unwrap_or_default();
+            return String::from_utf8(text.to_vec()).ok();
+        }
+        rest = tail.get(usize::from(*len)..)?;
+    }
+    None
+}
+
+/// Iterates `(type, value)` over netlink attributes; a malformed header ends it with one error item.
+struct Attrs<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Attrs<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { rest: buf }
+    }
+}
+
+impl<'a> Iterator for Attrs<'a> {
+    type Item = (Result<u16, Malformed>, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let header = read_u16_ne(self.rest, 0).zip(read_u16_ne(self.rest, 2));
+        let Some((len, kind)) = header else {
+            self.rest = &[];
+            return Some((Err(Malformed("truncated attribute header")), &[]));
+        };
+        let len = usize::from(len);
+        let Some(value) = self.rest.get(4..len).filter(|_| len >= 4) else {
+            self.rest = &[];
+            return Some((Err(Malformed("attribute length out of bounds")), &[]));
+        };
+        self.rest = self.rest.get(align4(len)..).unwrap_or(&[]);
+        Some((Ok(kind & NLA_TYPE_MASK), value))
+    }
+}
+
+fn read_u16_ne(buf: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_ne_bytes(
+        buf.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
+}
+
+fn read_u32_ne(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(
+        buf.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn read_u32_be(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(
+        buf.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn read_u64_be(buf: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(buf.get(..8)?.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests;
