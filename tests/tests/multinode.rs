@@ -67,3 +67,71 @@ fn pods_on_two_nodes_reach_each_other_by_pod_address() {
     b.bridge("DEL", &pb, &conf_b).ok();
     assert!(a.reserved_ips(conf::NET).is_empty() && b.reserved_ips(conf::NET).is_empty());
 }
+
+/// bridge + host-local + portmap on `node`, as a conflist run through the runtime inside the node.
+fn attach_with_port(node: &Node, pods: &str, ctr: &Ctr, host_port: u16) -> serde_json::Value {
+    use corral_cni::runtime::{Attachment, Conflist, Runtime};
+    let list = json!({
+        "cniVersion": "1.0.0", "name": conf::NET,
+        "plugins": [
+            {"type": "bridge", "bridge": "br0", "isDefaultGateway": true,
+             "ipam": {"type": "host-local", "dataDir": node.data_dir(), "ranges": [[{"subnet": pods}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    });
+    let list = Conflist::parse(list.to_string().as_bytes()).unwrap();
+    let mut env = std::collections::BTreeMap::new();
+    env.insert("PATH".to_string(), std::env::var("PATH").unwrap_or_default());
+    env.insert("CORRAL_STATE_DIR".to_string(), node.state.display().to_string());
+    let rt = Runtime {
+        cni_path: vec![node.bin.clone()],
+        env,
+    };
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "portMappings".into(),
+        json!([{"hostPort": host_port, "containerPort": 80}]),
+    );
+    let att = Attachment {
+        container_id: ctr.id.clone(),
+        netns: ctr.path(),
+        ifname: "eth0".into(),
+        capability_args: caps,
+        ..Default::default()
+    };
+    let path = std::path::PathBuf::from(node.ns.path());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let ns = std::fs::File::open(&path).unwrap();
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            list.add(&rt, &att).unwrap()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+fn published_ports_work_on_each_node_from_the_other() {
+    let (a, b) = (Node::new(), Node::new());
+    let (pods_a, pods_b) = ("10.242.0.0/24", "10.242.1.0/24");
+    join(&a, &b, 1, pods_a, pods_b);
+    let (pa, pb) = (Ctr::new(), Ctr::new());
+    attach_with_port(&a, pods_a, &pa, 30080);
+    attach_with_port(&b, pods_b, &pb, 30081);
+    // From the other node, to this node's own address on the link: DNAT to the local pod.
+    for (server, client_node, node_ip, port, msg) in [
+        (&pa, &b, "10.240.1.1", 30080, "to a"),
+        (&pb, &a, "10.240.1.2", 30081, "to b"),
+    ] {
+        let listener = server.ns.listen_tcp(80);
+        let sent = client_node.ns.exec(&[
+            "sh",
+            "-c",
+            &format!("printf '{msg}' | nc -n -N -w 3 {node_ip} {port}"),
+        ]);
+        assert!(sent.status.success(), "connect {node_ip}:{port} failed: {sent:?}");
+        let (_, data) = listener.finish();
+        assert_eq!(data.trim(), msg);
+    }
+}
