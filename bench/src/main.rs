@@ -8,6 +8,7 @@
 //! config on stdin + wait for exit, measured by the bench process, which has itself entered the node
 //! namespace (setns) so the plugin is spawned directly, without nsenter.
 
+mod portmap;
 mod stats;
 mod sys;
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
 usage: cni-bench [options]   (as root)
+       cni-bench portmap [options]   bridge + host-local + portmap chains, scaling, list-nat (--help)
   -n, --containers N    sequential ADDs then DELs per side (default 100)
   -p, --parallel P      containers per parallel round (default 20)
   -r, --rounds R        parallel rounds per side (default 3)
@@ -619,7 +621,7 @@ fn radix36(mut n: u32) -> String {
 }
 
 /// nproc, CPU model, kernel, corral's git revision, the reference package's version.
-fn machine(opts: &Opts) -> Value {
+fn machine(corral_dir: &Path, ref_dir: &Path) -> Value {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -638,7 +640,7 @@ fn machine(opts: &Opts) -> Value {
     let corral = sys::run("git", &["-C", &ws, "describe", "--always", "--dirty"])
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into());
-    let reference = if opts.ref_dir == Path::new("/usr/lib/cni") {
+    let reference = if ref_dir == Path::new("/usr/lib/cni") {
         sys::run(
             "dpkg-query",
             &["-W", "-f", "${Version}", "containernetworking-plugins"],
@@ -650,8 +652,8 @@ fn machine(opts: &Opts) -> Value {
     };
     json!({
         "nproc": nproc, "cpu": cpu, "kernel": kernel,
-        "corral": corral, "corral_dir": opts.corral_dir.display().to_string(),
-        "reference": reference, "reference_dir": opts.ref_dir.display().to_string(),
+        "corral": corral, "corral_dir": corral_dir.display().to_string(),
+        "reference": reference, "reference_dir": ref_dir.display().to_string(),
     })
 }
 
@@ -816,7 +818,7 @@ fn run(opts: Opts) -> Result<bool, String> {
     let tag = format!("cbench{}", radix36(std::process::id()));
     let root = std::env::temp_dir().join(&tag);
     sys::temp_dir(&root)?;
-    let mut m = machine(&opts);
+    let mut m = machine(&opts.corral_dir, &opts.ref_dir);
     let before = wait_idle(Duration::from_secs(opts.wait_idle));
     m["other_load_before"] = json!(before);
     if before >= 0.2 {
@@ -883,7 +885,15 @@ fn run(opts: Opts) -> Result<bool, String> {
 }
 
 fn main() {
-    let code = match sys::install_cleanup().and_then(|()| parse_args()).and_then(run) {
+    let portmap_mode = std::env::args().nth(1).is_some_and(|a| a == "portmap");
+    let outcome = sys::install_cleanup().and_then(|()| {
+        if portmap_mode {
+            portmap::parse_args().and_then(portmap::run)
+        } else {
+            parse_args().and_then(run)
+        }
+    });
+    let code = match outcome {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(e) => {
