@@ -154,6 +154,17 @@ impl CniResult {
         }
     }
 
+    /// The container interface named `ifname` in `sandbox` and its index, for CHECK; a missing one is code 101.
+    pub fn sandbox_interface(&self, ifname: &str, sandbox: &str) -> Result<(usize, &Interface), CniError> {
+        self.interfaces
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.name == ifname && i.sandbox == sandbox)
+            .ok_or_else(|| {
+                CniError::check_mismatch(format!("prevResult has no interface \"{ifname}\" in {sandbox}"))
+            })
+    }
+
     /// The routes as they go into the container: a route without `gw` goes via the gateway of the first
     /// address of its family that has one, as the reference's `ipam.ConfigureIface` does; with no such
     /// gateway it stays on-link. The result itself keeps the routes as IPAM returned them.
@@ -479,6 +490,14 @@ mod tests {
             let v = CniResult::default().to_version(ver).unwrap();
             assert_eq!(v["dns"], json!({}), "{ver}");
         }
+    }
+
+    #[test]
+    fn finds_the_sandbox_interface_or_fails_with_101() {
+        let r = sample();
+        assert_eq!(r.sandbox_interface("eth0", "/run/netns/x").unwrap().0, 1);
+        assert_eq!(r.sandbox_interface("eth0", "/run/netns/y").unwrap_err().code, 101);
+        assert_eq!(r.sandbox_interface("cni0", "/run/netns/x").unwrap_err().code, 101);
     }
 
     #[test]

@@ -32,17 +32,7 @@ pub fn check(req: &Request) -> Result<(), CniError> {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let (ctr_idx, ctr_iface) = prev
-        .interfaces
-        .iter()
-        .enumerate()
-        .find(|(_, i)| i.name == req.ifname && i.sandbox == sandbox)
-        .ok_or_else(|| {
-            mismatch(format!(
-                "prevResult has no interface \"{}\" in {sandbox}",
-                req.ifname
-            ))
-        })?;
+    let (ctr_idx, ctr_iface) = prev.sandbox_interface(&req.ifname, &sandbox)?;
     let link = ctr
         .link_by_name(&req.ifname)
         .map_err(net("container link"))?

@@ -22,17 +22,7 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     let ctr_ns = open_container_netns(req)?;
     let ctr = Netlink::in_netns(&ctr_ns).map_err(net("netlink in container"))?;
     let sandbox = sandbox(req);
-    let (idx, iface) = prev
-        .interfaces
-        .iter()
-        .enumerate()
-        .find(|(_, i)| i.name == req.ifname && i.sandbox == sandbox)
-        .ok_or_else(|| {
-            mismatch(format!(
-                "prevResult has no interface \"{}\" in {sandbox}",
-                req.ifname
-            ))
-        })?;
+    let (idx, iface) = prev.sandbox_interface(&req.ifname, &sandbox)?;
     let link = ctr
         .link_by_name(&req.ifname)
         .map_err(net("container link"))?
