@@ -42,14 +42,21 @@ fn delete_message(index: u32, net: IpNet) -> AddressMessage {
 impl Netlink {
     /// Adds `net` (address and prefix, e.g. 10.88.0.5/16) to link `index`; already present is success.
     pub fn add_address(&self, index: u32, net: IpNet) -> Result<()> {
+        self.create_address(index, net).map(|_| ())
+    }
+
+    /// Adds `net` to link `index`: `true` if this call added it, `false` if it was already there. Lets a
+    /// caller skip listing the link's addresses in the common case (listing dumps every address of the
+    /// netns, which on a node with a thousand veths is most of an ADD).
+    pub fn create_address(&self, index: u32, net: IpNet) -> Result<bool> {
         tracing::debug!(index, %net, "add address");
         let req = self.handle().address().add(index, net.addr(), net.prefix_len());
         match self.block_on(req.execute()) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(true),
             Err(e) => {
                 let err = NetopsError::netlink("add address", format!("{net} on link #{index}"), e);
                 if err.is_exists() {
-                    Ok(())
+                    Ok(false)
                 } else {
                     Err(err)
                 }

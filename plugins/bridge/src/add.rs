@@ -180,23 +180,33 @@ fn configure_port(br: &Bridge, host: &Netlink, veth: &LinkInfo) -> Result<(), Cn
 }
 
 /// Puts a gateway address on the bridge; a conflicting one is an error unless forceAddress replaces it.
+/// The address is added first: when it was already there (every ADD after a network's first) nothing else
+/// is read, since listing the bridge's addresses dumps every address of the node.
 fn ensure_bridge_addr(host: &Netlink, bridge: &LinkInfo, want: IpNet, force: bool) -> Result<(), CniError> {
-    let existing = host.addresses(bridge.index).map_err(net("bridge addresses"))?;
-    if existing.contains(&want) {
+    if !host
+        .create_address(bridge.index, want)
+        .map_err(net("bridge address"))?
+    {
         return Ok(());
     }
-    for old in existing.iter().filter(|old| conflicts(old, &want)) {
-        if !force {
-            return Err(CniError::invalid_config(format!(
-                "bridge \"{}\" already has an IP address {old} different from {want} (set forceAddress to replace it)",
-                bridge.name
-            )));
-        }
-        host.delete_address(bridge.index, *old)
+    let existing = host.addresses(bridge.index).map_err(net("bridge addresses"))?;
+    let conflicting: Vec<IpNet> = existing.into_iter().filter(|old| conflicts(old, &want)).collect();
+    if conflicting.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        host.delete_address(bridge.index, want)
+            .map_err(net("undo bridge address"))?;
+        return Err(CniError::invalid_config(format!(
+            "bridge \"{}\" already has an IP address {} different from {want} (set forceAddress to replace it)",
+            bridge.name, conflicting[0]
+        )));
+    }
+    for old in conflicting {
+        host.delete_address(bridge.index, old)
             .map_err(net("replace bridge address"))?;
     }
-    host.add_address(bridge.index, want)
-        .map_err(net("bridge address"))
+    Ok(())
 }
 
 fn enable_forwarding(plan: &AddrPlan) -> Result<(), CniError> {
