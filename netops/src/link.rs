@@ -47,6 +47,10 @@ pub struct LinkInfo {
     pub hairpin: Option<bool>,
     /// Bridge-port isolation; `None` when the link is not a bridge port.
     pub isolated: Option<bool>,
+    /// All-multicast mode (IFF_ALLMULTI).
+    pub allmulti: bool,
+    /// Transmit queue length (IFLA_TXQLEN).
+    pub txqlen: u32,
 }
 
 /// A veth pair to create: host end in the handle's netns, peer created directly in `peer_netns`.
@@ -74,6 +78,7 @@ impl LinkInfo {
             index: msg.header.index,
             up: flags.contains(LinkFlags::Up),
             promisc: flags.contains(LinkFlags::Promisc),
+            allmulti: flags.contains(LinkFlags::Allmulti),
             ..Default::default()
         };
         for attr in &msg.attributes {
@@ -81,6 +86,7 @@ impl LinkInfo {
                 LinkAttribute::IfName(name) => info.name.clone_from(name),
                 LinkAttribute::Address(addr) => info.mac = <[u8; 6]>::try_from(addr.as_slice()).ok(),
                 LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
+                LinkAttribute::TxQueueLen(len) => info.txqlen = *len,
                 LinkAttribute::Controller(master) if *master != 0 => info.master = Some(*master),
                 LinkAttribute::OperState(state) => info.oper_up = *state == State::Up,
                 LinkAttribute::IfAlias(alias) if !alias.is_empty() => info.alias = Some(alias.clone()),
@@ -345,6 +351,22 @@ impl Netlink {
         )
     }
 
+    /// Turns all-multicast mode on or off.
+    pub fn set_allmulti(&self, index: u32, on: bool) -> Result<()> {
+        self.set_link(
+            "set allmulticast",
+            index,
+            LinkUnspec::new_with_index(index).allmulticast(on).build(),
+        )
+    }
+
+    /// Sets a link's transmit queue length.
+    pub fn set_txqlen(&self, index: u32, len: u32) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes.push(LinkAttribute::TxQueueLen(len));
+        self.set_link("set txqueuelen", index, msg)
+    }
+
     /// Attaches a link to a master (bridge), or detaches it with `None`.
     pub fn set_master(&self, index: u32, master: Option<u32>) -> Result<()> {
         let msg = LinkUnspec::new_with_index(index);
@@ -471,6 +493,8 @@ mod tests {
                 alias: Some("ctr1/eth0".into()),
                 hairpin: Some(true),
                 isolated: Some(false),
+                allmulti: false,
+                txqlen: 0,
             }
         );
         assert!(!info.is_bridge());
