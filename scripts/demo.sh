@@ -68,8 +68,8 @@ corral ps
 web_ip=$(corral inspect web | sed -n 's/.*"IPAddress": "\([0-9.]*\)".*/\1/p' | head -1)
 echo "web has $web_ip"
 
-step "a second container fetches the page from web ($web_ip), and exits with nc's status"
-corral run --rm --net demo busybox:demo sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | nc $web_ip 80 | tail -1"
+step "a second container fetches the page by name (http://web/ via its /etc/hosts), exits with wget's status"
+corral run --rm --net demo busybox:demo wget -qO- http://web/
 
 step "the published port from the node: curl http://127.0.0.1:8080/"
 sleep 0.2

@@ -115,9 +115,27 @@ pub fn spec(c: &Container, p: &Paths, netns: Option<&Path>) -> Result<Spec, Stri
     ] {
         mounts.push(bind(&p.etc(file), dst, false)?);
     }
+    // Binds, volumes and tmpfs mounts, shallowest destination first, so a mount inside another one lands on top.
+    let mut user: Vec<(usize, Mount)> = Vec::new();
+    let depth = |d: &str| d.split('/').filter(|s| !s.is_empty()).count();
     for b in &c.binds {
-        mounts.push(bind(Path::new(&b.source), &b.destination, b.readonly)?);
+        user.push((
+            depth(&b.destination),
+            bind(Path::new(&b.source), &b.destination, b.readonly)?,
+        ));
     }
+    for t in &c.tmpfs {
+        let m = MountBuilder::default()
+            .destination(PathBuf::from(&t.destination))
+            .typ("tmpfs")
+            .source(PathBuf::from("tmpfs"))
+            .options(t.options.clone())
+            .build()
+            .map_err(e)?;
+        user.push((depth(&t.destination), m));
+    }
+    user.sort_by_key(|(d, _)| *d);
+    mounts.extend(user.into_iter().map(|(_, m)| m));
     let mut spec = Spec::default();
     spec.set_process(Some(process))
         .set_root(Some(
@@ -133,13 +151,21 @@ pub fn spec(c: &Container, p: &Paths, netns: Option<&Path>) -> Result<Spec, Stri
     Ok(spec)
 }
 
-/// /etc/hosts of a container.
-pub fn hosts(c: &Container) -> String {
-    let short: String = c.id.chars().take(12).collect();
+/// /etc/hosts of a container: localhost, itself, then the other containers of its network (`peers`, which may
+/// include `c`) by name and short id.
+pub fn hosts(c: &Container, peers: &[Container]) -> String {
+    let short = |c: &Container| c.id.chars().take(12).collect::<String>();
     let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     match &c.ip {
-        Some(ip) => s.push_str(&format!("{ip}\t{short} {}\n", c.name)),
-        None => s.push_str(&format!("127.0.1.1\t{short} {}\n", c.name)),
+        Some(ip) => s.push_str(&format!("{ip}\t{} {}\n", short(c), c.name)),
+        None => s.push_str(&format!("127.0.1.1\t{} {}\n", short(c), c.name)),
+    }
+    let mut others: Vec<&Container> = peers.iter().filter(|p| p.id != c.id).collect();
+    others.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in others {
+        if let Some(ip) = &p.ip {
+            s.push_str(&format!("{ip}\t{} {}\n", p.name, short(p)));
+        }
     }
     s
 }

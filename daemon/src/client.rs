@@ -1,5 +1,5 @@
 //! The `corral` client's launcher verbs (`run`, `ps`, `stop`, `kill`, `rm`, `logs`, `inspect`, `wait`,
-//! `network …`, `image …`): each is one or a few HTTP calls to corrald over its unix socket.
+//! `exec`, `network …`, `image …`, `volume …`): each is one or a few HTTP calls to corrald over its unix socket.
 
 use crate::http::{call, percent_encode, Body};
 use clap::{Args, Subcommand};
@@ -70,9 +70,16 @@ pub struct RunArgs {
     /// Network: a corral network name, `host` or `none` (default: the network `corral`, created on first use).
     #[arg(long = "net", alias = "network")]
     net: Option<String>,
-    /// Bind mount: `/host/path:/container/path[:ro]`.
+    /// Bind mount `/host/path:/container/path[:ro]`, named volume `name:/container/path[:ro]` (created on first
+    /// use), or anonymous volume `/container/path` (removed with the container).
     #[arg(short = 'v', long = "volume")]
     volume: Vec<String>,
+    /// tmpfs mount: `/container/path[:options]`.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Restart policy: `no`, `always`, `on-failure[:N]` (`stop` ends restarting).
+    #[arg(long, default_value = "no")]
+    restart: String,
     /// Memory limit (`64m`, `1g`, bytes).
     #[arg(long)]
     memory: Option<String>,
@@ -127,6 +134,30 @@ pub enum ImageVerb {
     },
 }
 
+/// `corral volume` verbs.
+#[derive(Debug, Subcommand)]
+pub enum VolumeVerb {
+    /// Create a named volume.
+    Create {
+        /// Volume name.
+        name: String,
+    },
+    /// List volumes.
+    Ls,
+    /// Show volumes' details as JSON.
+    Inspect {
+        /// Volume names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes no container uses.
+    Rm {
+        /// Volume names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
 /// Parses `64m`, `1g`, `512k`, `1048576`.
 pub fn parse_size(s: &str) -> Result<i64, String> {
     let t = s.trim().to_ascii_lowercase();
@@ -147,6 +178,9 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
 /// `corral run`: create and start; attached, follow the log until the container exits and return its code.
 pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
     let memory = a.memory.as_deref().map(parse_size).transpose()?;
+    if a.rm && a.restart != "no" {
+        return Err("--restart and --rm cannot be combined".into());
+    }
     for p in &a.publish {
         crate::cni_cmd::parse_publish(p)?;
     }
@@ -160,6 +194,8 @@ pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
         "Network": a.net.clone().unwrap_or_default(),
         "Publish": a.publish,
         "Binds": a.volume,
+        "Tmpfs": a.tmpfs,
+        "Restart": a.restart,
         "Memory": memory,
         "PidsLimit": a.pids_limit,
         "AutoRemove": a.rm && a.detach,
@@ -361,6 +397,79 @@ pub fn image(socket: &Path, verb: ImageVerb) -> Result<String, String> {
             Ok(out.join("\n"))
         }
     }
+}
+
+/// `corral volume …`.
+pub fn volume(socket: &Path, verb: VolumeVerb) -> Result<String, String> {
+    match verb {
+        VolumeVerb::Create { name } => {
+            let v = api(
+                socket,
+                "POST",
+                "/volumes/create",
+                Body::Json(&json!({ "Name": name })),
+            )?;
+            Ok(s(&v["Name"]))
+        }
+        VolumeVerb::Ls => {
+            let v = api(socket, "GET", "/volumes", Body::None)?;
+            let mut rows = vec![["NAME", "ANONYMOUS", "USED BY", "MOUNTPOINT"]
+                .map(String::from)
+                .to_vec()];
+            for vol in v.as_array().into_iter().flatten() {
+                let users: Vec<String> = vol["UsedBy"].as_array().into_iter().flatten().map(s).collect();
+                rows.push(vec![
+                    s(&vol["Name"]),
+                    s(&vol["Anonymous"]),
+                    users.join(","),
+                    s(&vol["Mountpoint"]),
+                ]);
+            }
+            Ok(table(&rows))
+        }
+        VolumeVerb::Inspect { names } => {
+            let docs = names
+                .iter()
+                .map(|n| {
+                    api(
+                        socket,
+                        "GET",
+                        &format!("/volumes/{}", percent_encode(n)),
+                        Body::None,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            serde_json::to_string_pretty(&docs).map_err(|e| e.to_string())
+        }
+        VolumeVerb::Rm { names } => {
+            for n in &names {
+                api(
+                    socket,
+                    "DELETE",
+                    &format!("/volumes/{}", percent_encode(n)),
+                    Body::None,
+                )?;
+            }
+            Ok(names.join("\n"))
+        }
+    }
+}
+
+/// `corral exec`: runs a command in a running container; prints its output, returns its exit code.
+pub fn exec(socket: &Path, key: &str, cmd: &[String]) -> Result<i32, String> {
+    let v = api(
+        socket,
+        "POST",
+        &format!("/containers/{}/exec", percent_encode(key)),
+        Body::Json(&json!({ "Cmd": cmd })),
+    )?;
+    let _ = std::io::stdout().write_all(v["Stdout"].as_str().unwrap_or_default().as_bytes());
+    let _ = std::io::stderr().write_all(v["Stderr"].as_str().unwrap_or_default().as_bytes());
+    let _ = std::io::stdout().flush();
+    v["ExitCode"]
+        .as_i64()
+        .map(|c| c as i32)
+        .ok_or_else(|| "corrald returned no exit code".into())
 }
 
 /// A per-container verb on one or more containers.

@@ -8,40 +8,132 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// A bind mount `-v /host:/path[:ro]`.
+/// A mount `-v`: a bind `/host:/path[:ro]`, a named volume `name:/path[:ro]` or an anonymous volume `/path`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bind {
-    /// Host path (absolute, must exist).
+    /// Host path (absolute, must exist); for a volume, its data directory (set when the container is created).
     pub source: String,
     /// Path in the container (absolute).
     pub destination: String,
     /// Read-only.
     #[serde(default)]
     pub readonly: bool,
+    /// The volume's name, for a named or anonymous volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// An anonymous volume (`-v /path`): removed with the container.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 impl Bind {
-    /// Parses `/host:/path[:ro|rw]`.
+    /// Parses `/host:/path[:ro|rw]`, `volume:/path[:ro|rw]` or `/path`.
     pub fn parse(spec: &str) -> Result<Bind, String> {
-        let bad = || format!("-v {spec}: want /host/path:/container/path[:ro]");
-        let mut parts = spec.split(':');
-        let (src, dst) = (parts.next().ok_or_else(bad)?, parts.next().ok_or_else(bad)?);
-        let readonly = match parts.next() {
+        let bad =
+            || format!("-v {spec}: want /host/path:/container/path[:ro], name:/container/path[:ro] or /path");
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [dst] => ("", *dst, None),
+            [src, dst] => (*src, *dst, None),
+            [src, dst, mode] => (*src, *dst, Some(*mode)),
+            _ => return Err(bad()),
+        };
+        let readonly = match mode {
             None | Some("rw") => false,
             Some("ro") => true,
             Some(_) => return Err(bad()),
         };
-        if parts.next().is_some() || !src.starts_with('/') || !dst.starts_with('/') {
+        if !dst.starts_with('/') || dst == "/" {
             return Err(bad());
         }
         if dst.split('/').any(|c| c == "..") {
             return Err(format!("-v {spec}: the container path must not contain `..`"));
         }
+        let (volume, anonymous) = if parts.len() == 1 {
+            (None, true)
+        } else if src.starts_with('/') {
+            (None, false)
+        } else if valid_name(src) {
+            (Some(src.to_string()), false)
+        } else {
+            return Err(format!("-v {spec}: invalid volume name \"{src}\""));
+        };
         Ok(Bind {
             source: src.into(),
             destination: dst.into(),
             readonly,
+            volume,
+            anonymous,
         })
+    }
+
+    /// Whether the source is a volume (named or anonymous) rather than a host path.
+    pub fn is_volume(&self) -> bool {
+        self.anonymous || self.volume.is_some()
+    }
+}
+
+/// A tmpfs mount `--tmpfs /path[:options]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    /// Path in the container.
+    pub destination: String,
+    /// Mount options (`size=64m,mode=1777`, ...).
+    pub options: Vec<String>,
+}
+
+impl Tmpfs {
+    /// Parses `/path[:opt,opt]`; the default options are `nosuid,nodev,mode=1777`.
+    pub fn parse(spec: &str) -> Result<Tmpfs, String> {
+        let (dst, opts) = spec.split_once(':').unwrap_or((spec, ""));
+        if !dst.starts_with('/') || dst == "/" || dst.split('/').any(|c| c == "..") {
+            return Err(format!("--tmpfs {spec}: want /container/path[:options]"));
+        }
+        let mut options: Vec<String> = vec!["nosuid".into(), "nodev".into()];
+        options.extend(opts.split(',').filter(|o| !o.is_empty()).map(str::to_string));
+        if !options.iter().any(|o| o.starts_with("mode=")) {
+            options.push("mode=1777".into());
+        }
+        Ok(Tmpfs {
+            destination: dst.into(),
+            options,
+        })
+    }
+}
+
+/// `--restart no|always|on-failure[:N]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    /// `no`, `always` or `on-failure`.
+    pub name: String,
+    /// For on-failure: the most restarts (0 = unlimited).
+    pub max: u32,
+}
+
+impl RestartPolicy {
+    /// Parses the flag's value.
+    pub fn parse(spec: &str) -> Result<RestartPolicy, String> {
+        let (name, max) = spec.split_once(':').unwrap_or((spec, ""));
+        let bad = || format!("--restart {spec}: want no, always or on-failure[:N]");
+        let max = match (name, max) {
+            ("" | "no" | "always", "") => 0,
+            ("on-failure", "") => 0,
+            ("on-failure", n) => n.parse().map_err(|_| bad())?,
+            _ => return Err(bad()),
+        };
+        Ok(RestartPolicy {
+            name: if name.is_empty() { "no".into() } else { name.into() },
+            max,
+        })
+    }
+
+    /// Whether a container that exited with `code` after `count` restarts is restarted.
+    pub fn applies(&self, code: i32, count: u32) -> bool {
+        match self.name.as_str() {
+            "always" => true,
+            "on-failure" => code != 0 && (self.max == 0 || count < self.max),
+            _ => false,
+        }
     }
 }
 
@@ -65,8 +157,12 @@ pub struct CreateRequest {
     pub network: String,
     /// `[hostIP:]hostPort:containerPort[/proto]` specs.
     pub publish: Vec<String>,
-    /// `/host:/path[:ro]` specs.
+    /// `/host:/path[:ro]`, `volume:/path[:ro]` and `/path` specs.
     pub binds: Vec<String>,
+    /// `/path[:options]` tmpfs specs.
+    pub tmpfs: Vec<String>,
+    /// `no`, `always`, `on-failure[:N]`.
+    pub restart: String,
     /// Memory limit in bytes.
     pub memory: Option<i64>,
     /// Most processes.
@@ -98,8 +194,20 @@ pub struct Container {
     pub network: String,
     /// portMappings entries.
     pub ports: Vec<Value>,
-    /// Bind mounts.
+    /// Bind mounts and volumes.
     pub binds: Vec<Bind>,
+    /// tmpfs mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<Tmpfs>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// How many times the restart policy restarted the container.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped by `stop`: the restart policy no longer applies until the next `start`.
+    #[serde(default)]
+    pub stopped: bool,
     /// Memory limit in bytes.
     pub memory: Option<i64>,
     /// Pids limit.
@@ -266,12 +374,42 @@ mod tests {
             Bind {
                 source: "/srv/www".into(),
                 destination: "/www".into(),
-                readonly: true
+                readonly: true,
+                volume: None,
+                anonymous: false,
             }
         );
         assert!(!Bind::parse("/a:/b").unwrap().readonly);
-        for bad in ["a:/b", "/a:b", "/a", "/a:/b:xx", "/a:/b:ro:x", "/a:/../etc"] {
+        let named = Bind::parse("data:/data:ro").unwrap();
+        assert_eq!(named.volume.as_deref(), Some("data"));
+        assert!(named.readonly && !named.anonymous);
+        let anon = Bind::parse("/scratch").unwrap();
+        assert!(anon.anonymous && anon.volume.is_none() && anon.destination == "/scratch");
+        for bad in [
+            "/a:b",
+            "a",
+            "/",
+            "/a:/b:xx",
+            "/a:/b:ro:x",
+            "/a:/../etc",
+            "-x:/a",
+            "a/b:/c",
+        ] {
             assert!(Bind::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_tmpfs_and_restart() {
+        let t = Tmpfs::parse("/run:size=1m").unwrap();
+        assert_eq!(t.options, ["nosuid", "nodev", "size=1m", "mode=1777"]);
+        assert!(Tmpfs::parse("run").is_err());
+        let p = RestartPolicy::parse("on-failure:2").unwrap();
+        assert!(p.applies(1, 1) && !p.applies(1, 2) && !p.applies(0, 0));
+        assert!(RestartPolicy::parse("always").unwrap().applies(0, 100));
+        assert!(!RestartPolicy::parse("no").unwrap().applies(1, 0));
+        for bad in ["sometimes", "always:3", "on-failure:x"] {
+            assert!(RestartPolicy::parse(bad).is_err(), "{bad}");
         }
     }
 

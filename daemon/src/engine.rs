@@ -3,10 +3,11 @@
 //! a restarted corrald picks up where the last one stopped (`recover`).
 
 use crate::cni_cmd::parse_publish;
-use crate::container::{valid_name, Bind, Container, CreateRequest, Paths, Status};
+use crate::container::{valid_name, Bind, Container, CreateRequest, Paths, RestartPolicy, Status, Tmpfs};
 use crate::image::Store;
 use crate::network::{self, Networks};
 use crate::runtime::OciRuntime;
+use crate::volume::Volumes;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,8 @@ pub struct Engine {
     pub images: Store,
     /// Networks.
     pub networks: Networks,
+    /// Volumes.
+    pub volumes: Volumes,
     /// OCI runtime.
     pub runtime: OciRuntime,
     /// corrald's binary.
@@ -100,6 +103,7 @@ impl Engine {
             Engine {
                 images: Store::open(&state)?,
                 networks: Networks::new(&state, cfg.cni_path)?,
+                volumes: Volumes::open(&state)?,
                 runtime,
                 exe: cfg.exe,
                 lock: Mutex::new(()),
@@ -192,13 +196,33 @@ impl Engine {
                 "-p needs a network: --net {network} has no published ports"
             )));
         }
-        let binds = req
+        let mut binds = req
             .binds
             .iter()
             .map(|b| Bind::parse(b))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ApiError::bad)?;
-        for b in &binds {
+        let tmpfs = req
+            .tmpfs
+            .iter()
+            .map(|t| Tmpfs::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::bad)?;
+        let restart = RestartPolicy::parse(&req.restart).map_err(ApiError::bad)?;
+        if restart.name != "no" && req.auto_remove {
+            return Err(ApiError::bad("--restart and --rm cannot be combined"));
+        }
+        let mut dsts: Vec<&str> = binds
+            .iter()
+            .map(|b| b.destination.as_str())
+            .chain(tmpfs.iter().map(|t| t.destination.as_str()))
+            .map(|d| d.trim_end_matches('/'))
+            .collect();
+        dsts.sort_unstable();
+        if let Some(w) = dsts.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ApiError::bad(format!("duplicate mount point: {}", w[0])));
+        }
+        for b in binds.iter().filter(|b| !b.is_volume()) {
             if !Path::new(&b.source).exists() {
                 return Err(ApiError::bad(format!(
                     "bind source path does not exist: {}",
@@ -254,6 +278,19 @@ impl Engine {
                 return Err(ApiError::not_found(format!("no such network: {network}")));
             }
         }
+        // Volumes last: nothing after this can fail but the record's own save.
+        for b in binds.iter_mut().filter(|b| b.is_volume()) {
+            let (name, anonymous) = match &b.volume {
+                Some(n) => (n.clone(), false),
+                None => (
+                    crate::file::random_hex(32).map_err(|e| ApiError::internal(e.to_string()))?,
+                    true,
+                ),
+            };
+            let v = self.volumes.create(&name, anonymous).map_err(ApiError::bad)?;
+            b.volume = Some(name);
+            b.source = v.mountpoint.to_string_lossy().into_owned();
+        }
         let c = Container {
             id: id.clone(),
             name,
@@ -270,6 +307,10 @@ impl Engine {
             network,
             ports,
             binds,
+            tmpfs,
+            restart,
+            restart_count: 0,
+            stopped: false,
             memory: req.memory,
             pids_limit: req.pids_limit,
             auto_remove: req.auto_remove,
@@ -285,6 +326,7 @@ impl Engine {
         let saved = std::fs::create_dir_all(&p.dir).and_then(|_| c.save(&p));
         if let Err(e) = saved {
             let _ = std::fs::remove_dir_all(&p.dir);
+            self.remove_anonymous_volumes(&c);
             return Err(ApiError::internal(format!("{}: {e}", p.dir.display())));
         }
         Ok(json!({ "Id": id, "Warnings": [] }))
@@ -314,6 +356,77 @@ impl Engine {
         Ok(bytes.get(offset as usize..).unwrap_or_default().to_vec())
     }
 
+    /// Removes the anonymous volumes of a removed container.
+    pub fn remove_anonymous_volumes(&self, c: &Container) {
+        for b in c.binds.iter().filter(|b| b.anonymous) {
+            if let Some(name) = &b.volume {
+                if let Err(e) = self.volumes.remove(name) {
+                    eprintln!("corrald: container {}: anonymous volume: {e}", c.name);
+                }
+            }
+        }
+    }
+
+    /// Names of the containers (any state) whose mounts use volume `name`.
+    pub fn volume_users(&self, name: &str) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|c| c.binds.iter().any(|b| b.volume.as_deref() == Some(name)))
+            .map(|c| c.name)
+            .collect()
+    }
+
+    /// Rewrites `/etc/hosts` of every container attached to `network`: localhost, then the name and address of
+    /// every attached container of the network. The files are bind-mounted into running containers, which pins
+    /// their inodes, so they are rewritten in place: the new text first, then the file cut to its length.
+    pub fn refresh_hosts(&self, network: &str) {
+        if matches!(network, "host" | "none") {
+            return;
+        }
+        let peers: Vec<Container> = self
+            .all()
+            .into_iter()
+            .filter(|c| c.network == network && c.attached && c.ip.is_some())
+            .collect();
+        for c in &peers {
+            let text = crate::bundle::hosts(c, &peers);
+            let p = self.paths(&c.id);
+            if let Err(e) = crate::file::write_in_place(&p.etc("hosts"), text.as_bytes()) {
+                eprintln!("corrald: container {}: /etc/hosts: {e}", c.name);
+            }
+        }
+    }
+
+    /// `POST /containers/{id}/exec`: runs `Cmd` in the running container with `runc exec`; its exit code and
+    /// output (lossy UTF-8).
+    pub fn exec(&self, key: &str, cmd: &[String]) -> ApiResult {
+        let (c, p) = self.find(key)?;
+        if cmd.is_empty() {
+            return Err(ApiError::bad("exec: no command"));
+        }
+        if c.status(&p) != Status::Running {
+            return Err(ApiError::conflict(format!("container {} is not running", c.name)));
+        }
+        let out = self
+            .runtime
+            .command()
+            .arg("exec")
+            .arg(&c.id)
+            .args(cmd)
+            .output()
+            .map_err(|e| ApiError::internal(format!("{}: {e}", self.runtime.binary.display())))?;
+        let code = out
+            .status
+            .code()
+            .or_else(|| std::os::unix::process::ExitStatusExt::signal(&out.status).map(|s| 128 + s))
+            .unwrap_or(255);
+        Ok(json!({
+            "ExitCode": code,
+            "Stdout": String::from_utf8_lossy(&out.stdout),
+            "Stderr": String::from_utf8_lossy(&out.stderr),
+        }))
+    }
+
     /// Container names by id, for `list-nat`.
     pub fn names(&self) -> std::collections::BTreeMap<String, String> {
         self.all().into_iter().map(|c| (c.id, c.name)).collect()
@@ -323,11 +436,14 @@ impl Engine {
 /// The JSON of a container: a `ps` row, or the full `inspect` document.
 pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
     let status = c.status(p);
-    let (state, text, code) = match status {
+    let (state, mut text, code) = match status {
         Status::Created => ("created", "Created".to_string(), None),
         Status::Running => ("running", "Up".to_string(), None),
         Status::Exited(n) => ("exited", format!("Exited ({n})"), Some(n)),
     };
+    if c.restart_count > 0 {
+        text.push_str(&format!(", restarts {}", c.restart_count));
+    }
     let ports: Vec<String> = c
         .ports
         .iter()
@@ -345,6 +461,7 @@ pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
         return json!({
             "Id": c.id, "Name": c.name, "Image": c.image, "Command": c.args.join(" "), "Created": c.created,
             "State": state, "Status": text, "Ports": ports, "Network": c.network, "IPAddress": c.ip,
+            "RestartCount": c.restart_count,
         });
     }
     json!({
@@ -365,8 +482,13 @@ pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
             "SandboxKey": c.attached.then(|| p.dir.parent().and_then(Path::parent).map(|s| s.join("netns").join(&c.id))),
             "CniResult": c.cni_result,
         },
+        "RestartCount": c.restart_count,
         "Mounts": c.binds,
-        "HostConfig": { "Memory": c.memory, "PidsLimit": c.pids_limit, "AutoRemove": c.auto_remove },
+        "Tmpfs": c.tmpfs,
+        "HostConfig": {
+            "Memory": c.memory, "PidsLimit": c.pids_limit, "AutoRemove": c.auto_remove,
+            "RestartPolicy": { "Name": c.restart.name, "MaximumRetryCount": c.restart.max },
+        },
         "LogPath": p.log(),
         "RootFs": { "Layers": c.layers, "Upper": p.upper(), "Merged": p.rootfs(), "Mounted": c.mounted },
     })

@@ -19,3 +19,4 @@ pub mod runtime;
 pub mod server;
 pub mod shim;
 pub mod supervisor;
+pub mod volume;

@@ -1,9 +1,9 @@
-//! `corral`: the command line of corral. The launcher verbs (`run`, `ps`, `stop`, …, `network`, `image`) talk
-//! to corrald over its socket; `corral cni` drives CNI conflists for one attachment as a container runtime
+//! `corral`: the command line of corral. The launcher verbs (`run`, `ps`, `stop`, `exec`, …, `network`, `image`,
+//! `volume`) talk to corrald over its socket; `corral cni` drives CNI conflists for one attachment as a container runtime
 //! does; `corral list-nat` and `corral nat reconcile` show and restore corral's NAT state.
 
 use clap::{Parser, Subcommand};
-use corral_daemon::client::{self, ImageVerb, NetworkVerb, RunArgs};
+use corral_daemon::client::{self, ImageVerb, NetworkVerb, RunArgs, VolumeVerb};
 use corral_daemon::{cni_cmd, nat_cmd};
 use std::io::Write;
 use std::path::Path;
@@ -73,6 +73,19 @@ enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Run a command in a running container (`runc exec`); exits with its exit code.
+    Exec {
+        /// Name or id.
+        container: String,
+        /// Command and arguments.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        verb: VolumeVerb,
+    },
     /// Manage networks.
     Network {
         #[command(subcommand)]
@@ -106,6 +119,14 @@ fn main() {
                 std::process::exit(125);
             }
         },
+        Cmd::Exec { container, command } => match client::exec(sock, &container, &command) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("corral: {e}");
+                std::process::exit(125);
+            }
+        },
+        Cmd::Volume { verb } => client::volume(sock, verb),
         Cmd::Ps { all } => client::ps(sock, all),
         Cmd::Stop { time, containers } => client::each(sock, &containers, "POST", |k| {
             format!("/containers/{k}/stop?t={time}")

@@ -133,6 +133,21 @@ fn route(req: &Request, r: &mut BufReader<UnixStream>, engine: &Arc<Engine>) -> 
         }
         ("POST", ["containers", id, "kill"]) => reply(204, engine.kill(id, q("signal").unwrap_or("KILL"))),
         ("POST", ["containers", id, "wait"]) => reply(200, engine.wait(id)),
+        ("POST", ["containers", id, "exec"]) => {
+            let res = json_body::<Value>(r, req).and_then(|v| {
+                let cmd: Vec<String> = serde_json::from_value(v["Cmd"].clone())
+                    .map_err(|e| ApiError::bad(format!("Cmd: {e}")))?;
+                engine.exec(id, &cmd)
+            });
+            reply(200, res)
+        }
+        ("POST", ["volumes", "create"]) => {
+            let res = json_body::<Value>(r, req).and_then(|v| volume_create(engine, &v));
+            reply(201, res)
+        }
+        ("GET", ["volumes"]) => reply(200, volume_list(engine)),
+        ("GET", ["volumes", name]) => reply(200, volume_inspect(engine, name)),
+        ("DELETE", ["volumes", name]) => reply(204, volume_remove(engine, name)),
         ("DELETE", ["containers", id]) => reply(204, engine.remove(id, req.flag("force"))),
         ("GET", ["containers", id, "logs"]) => {
             let offset = q("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
@@ -282,4 +297,61 @@ fn image_remove(engine: &Engine, reference: &str) -> ApiResult {
     }
     let removed = engine.images.remove(reference).map_err(ApiError::internal)?;
     Ok(json!({ "Untagged": removed }))
+}
+
+fn volume_json(engine: &Engine, v: &crate::volume::Volume) -> Value {
+    json!({
+        "Name": v.name, "Mountpoint": v.mountpoint, "CreatedAt": v.created_at, "Anonymous": v.anonymous,
+        "UsedBy": engine.volume_users(&v.name),
+    })
+}
+
+fn volume_create(engine: &Engine, v: &Value) -> ApiResult {
+    let name = v["Name"]
+        .as_str()
+        .ok_or_else(|| ApiError::bad("Name is required"))?;
+    let _g = engine
+        .lock
+        .lock()
+        .map_err(|_| ApiError::internal("lock poisoned"))?;
+    let vol = engine.volumes.create(name, false).map_err(ApiError::bad)?;
+    Ok(volume_json(engine, &vol))
+}
+
+fn volume_list(engine: &Engine) -> ApiResult {
+    Ok(Value::Array(
+        engine
+            .volumes
+            .list()
+            .iter()
+            .map(|v| volume_json(engine, v))
+            .collect(),
+    ))
+}
+
+fn volume_inspect(engine: &Engine, name: &str) -> ApiResult {
+    let v = engine
+        .volumes
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no such volume: {name}")))?;
+    Ok(volume_json(engine, &v))
+}
+
+fn volume_remove(engine: &Engine, name: &str) -> ApiResult {
+    let _g = engine
+        .lock
+        .lock()
+        .map_err(|_| ApiError::internal("lock poisoned"))?;
+    if engine.volumes.get(name).is_none() {
+        return Err(ApiError::not_found(format!("no such volume: {name}")));
+    }
+    let users = engine.volume_users(name);
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "volume {name} is in use by containers: {}",
+            users.join(", ")
+        )));
+    }
+    engine.volumes.remove(name).map_err(ApiError::internal)?;
+    Ok(Value::Null)
 }

@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(50);
+/// First restart delay of the restart policy.
+const RESTART_MIN: Duration = Duration::from_millis(100);
+/// Longest restart delay.
+const RESTART_MAX: Duration = Duration::from_secs(10);
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
@@ -45,19 +49,32 @@ impl Engine {
                     c.name
                 )));
             }
-            for f in [p.exit(), p.started(), p.error(), p.dir.join("pid")] {
-                let _ = std::fs::remove_file(f);
-            }
-            c.shim_pid = None;
-            if let Err(e) = self.prepare(&mut c, &p) {
-                let _ = c.save(&p);
-                self.teardown_locked(&c.id);
-                return Err(e);
-            }
+            c.stopped = false;
+            self.launch_locked(&mut c, &p)?;
             c.id
         };
-        let (c, p) = self.find(&id)?;
-        // Wait for the shim to report: the process started, or the runtime failed.
+        self.await_start(&id)?;
+        self.watch(&id);
+        Ok(Value::Null)
+    }
+
+    /// Clears the last run's files and prepares and starts the shim; undoes everything on failure.
+    fn launch_locked(&self, c: &mut Container, p: &Paths) -> Result<(), ApiError> {
+        for f in [p.exit(), p.started(), p.error(), p.dir.join("pid")] {
+            let _ = std::fs::remove_file(f);
+        }
+        c.shim_pid = None;
+        if let Err(e) = self.prepare(c, p) {
+            let _ = c.save(p);
+            self.teardown_locked(&c.id);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Waits for the shim to report: the process started, or the runtime failed (then tears down).
+    fn await_start(&self, id: &str) -> Result<(), ApiError> {
+        let (c, p) = self.find(id)?;
         let end = Instant::now() + Duration::from_secs(60);
         while !p.started().exists() && !p.exit().exists() && Instant::now() < end {
             if c.status(&p) != Status::Running {
@@ -69,8 +86,27 @@ impl Engine {
             self.teardown(&c.id);
             return Err(ApiError::internal(err));
         }
-        self.watch(&c.id);
-        Ok(Value::Null)
+        Ok(())
+    }
+
+    /// The restart policy's restart of an exited container, keeping its root and network attachment: false when
+    /// it is gone, was stopped meanwhile (or was started by someone else, then it runs again: true).
+    fn relaunch(&self, id: &str) -> Result<bool, ApiError> {
+        {
+            let _g = self.lock.lock().map_err(|_| internal("lock poisoned"))?;
+            let Ok((mut c, p)) = self.find(id) else {
+                return Ok(false);
+            };
+            match c.status(&p) {
+                Status::Running => return Ok(true),
+                _ if c.stopped => return Ok(false),
+                _ => {}
+            }
+            c.restart_count += 1;
+            self.launch_locked(&mut c, &p)?;
+        }
+        self.await_start(id)?;
+        Ok(true)
     }
 
     /// Root, network, files, bundle, shim; records each step so teardown undoes exactly what was done.
@@ -101,7 +137,7 @@ impl Engine {
         let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let short: String = c.id.chars().take(12).collect();
         for (name, text) in [
-            ("hosts", bundle::hosts(c)),
+            ("hosts", bundle::hosts(c, &[])),
             (
                 "resolv.conf",
                 bundle::resolv_conf(c.cni_result.as_ref(), &node_resolv),
@@ -110,6 +146,8 @@ impl Engine {
         ] {
             file::write_atomic(&p.etc(name), text.as_bytes()).map_err(internal)?;
         }
+        // This container's hosts file and its peers' now name each other.
+        self.refresh_hosts(&c.network);
         let spec = bundle::spec(c, p, (c.network != "host").then_some(ns.as_path())).map_err(internal)?;
         std::fs::create_dir_all(p.bundle()).map_err(internal)?;
         file::write_json(&p.bundle().join("config.json"), &spec).map_err(internal)?;
@@ -150,6 +188,7 @@ impl Engine {
         let p = self.paths(id);
         let Ok(mut c) = Container::load(&p) else { return };
         let _ = self.runtime.delete(id);
+        let was_attached = c.attached;
         if c.attached {
             let ns = self.netns_path(id);
             if let Err(e) = self
@@ -174,9 +213,14 @@ impl Engine {
         if let Err(e) = c.save(&p) {
             eprintln!("corrald: container {}: save: {e}", c.name);
         }
+        if was_attached {
+            self.refresh_hosts(&c.network);
+        }
     }
 
-    /// Follows a running container in a thread; tears it down (and removes it with `--rm`) when it exits.
+    /// Follows a running container in a thread. When it exits: restarts it if its restart policy says so (after
+    /// a backoff of 100 ms doubling up to 10 s, back to 100 ms after a run of 10 s or more), else tears it down
+    /// (and removes it with `--rm`).
     pub fn watch(self: &Arc<Self>, id: &str) {
         let Ok(mut w) = self.watching.lock() else { return };
         if !w.insert(id.to_string()) {
@@ -185,8 +229,21 @@ impl Engine {
         let (engine, id) = (Arc::clone(self), id.to_string());
         std::thread::spawn(move || {
             let p = engine.paths(&id);
+            let mut delay = RESTART_MIN;
             while let Ok(c) = Container::load(&p) {
-                if matches!(c.status(&p), Status::Exited(_)) {
+                if let Status::Exited(code) = c.status(&p) {
+                    if !c.stopped && c.restart.applies(code, c.restart_count) {
+                        if c.started_at.is_some_and(|t| file::now().saturating_sub(t) >= 10) {
+                            delay = RESTART_MIN;
+                        }
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(RESTART_MAX);
+                        match engine.relaunch(&id) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(e) => eprintln!("corrald: container {}: restart: {}", c.name, e.message),
+                        }
+                    }
                     engine.teardown(&id);
                     if c.auto_remove {
                         let _ = engine.remove(&id, false);
@@ -201,7 +258,8 @@ impl Engine {
         });
     }
 
-    /// After a restart: watch running containers, finish teardowns of those that exited meanwhile.
+    /// After a restart: watch running containers; the watcher finishes the teardown (or applies the restart
+    /// policy) of those that exited meanwhile.
     pub fn recover(self: &Arc<Self>) -> usize {
         let mut running = 0;
         for c in self.all() {
@@ -211,12 +269,7 @@ impl Engine {
                     running += 1;
                     self.watch(&c.id);
                 }
-                Status::Exited(_) if c.attached || c.mounted => {
-                    self.teardown(&c.id);
-                    if c.auto_remove {
-                        let _ = self.remove(&c.id, false);
-                    }
-                }
+                Status::Exited(_) if c.attached || c.mounted => self.watch(&c.id),
                 _ => {}
             }
         }
@@ -226,6 +279,7 @@ impl Engine {
     /// `POST /containers/{id}/stop?t=SECONDS`: TERM, then KILL after the timeout; then teardown.
     pub fn stop(&self, key: &str, timeout: Duration) -> ApiResult {
         let (c, p) = self.find(key)?;
+        self.mark_stopped(&p)?;
         if c.status(&p) == Status::Running {
             let _ = self.runtime.kill(&c.id, "TERM");
             if !wait_exit(&c, &p, timeout) {
@@ -237,6 +291,14 @@ impl Engine {
         }
         self.teardown(&c.id);
         Ok(Value::Null)
+    }
+
+    /// Records that the user stopped the container: the restart policy no longer applies.
+    fn mark_stopped(&self, p: &Paths) -> Result<(), ApiError> {
+        let _g = self.lock.lock().map_err(|_| internal("lock poisoned"))?;
+        let mut rec = Container::load(p).map_err(internal)?;
+        rec.stopped = true;
+        rec.save(p).map_err(internal)
     }
 
     /// `POST /containers/{id}/kill?signal=SIG`.
@@ -263,6 +325,7 @@ impl Engine {
                     c.name
                 )));
             }
+            self.mark_stopped(&p)?;
             let _ = self.runtime.kill(&c.id, "KILL");
             if !wait_exit(&c, &p, Duration::from_secs(10)) {
                 return Err(internal(format!("container {} did not exit after KILL", c.name)));
@@ -278,6 +341,7 @@ impl Engine {
             )));
         }
         std::fs::remove_dir_all(&p.dir).map_err(|e| internal(format!("{}: {e}", p.dir.display())))?;
+        self.remove_anonymous_volumes(&c);
         Ok(Value::Null)
     }
 
