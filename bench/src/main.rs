@@ -8,15 +8,15 @@
 //! config on stdin + wait for exit, measured by the bench process, which has itself entered the node
 //! namespace (setns) so the plugin is spawned directly, without nsenter.
 
+mod invoke;
 mod portmap;
 mod stats;
 mod sys;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -221,59 +221,19 @@ impl Side {
         self.samples.entry(op).or_default().push(ms(d));
     }
 
-    /// Spawns `bridge` with the CNI environment and `stdin`, waits; returns the wall time and the parsed
-    /// stdout, or an error with the plugin's output.
+    /// Calls `bridge` for `c` (see [`invoke::timed_call`]).
     fn call(&self, cmd: &str, c: &Ctr, stdin: &[u8]) -> (Duration, Result<Value, String>) {
-        let mut command = Command::new(self.bin_dir.join("bridge"));
-        command
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", &c.id)
-            .env("CNI_NETNS", format!("/run/netns/{}", c.ns))
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", &self.bin_dir)
-            .env("CORRAL_STATE_DIR", &self.state_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(l) = std::env::var_os("CORRAL_LOG") {
-            command.env("CORRAL_LOG", l);
-        }
-        let t0 = Instant::now();
-        let out = command.spawn().and_then(|mut child| {
-            if let Some(mut s) = child.stdin.take() {
-                s.write_all(stdin)?;
-            }
-            child.wait_with_output()
-        });
-        let took = t0.elapsed();
-        let what = format!("{} {cmd} {}", self.label, c.id);
-        let res = match out {
-            Err(e) => Err(format!("{what}: spawn: {e}")),
-            Ok(o) => {
-                let stdout = String::from_utf8_lossy(&o.stdout);
-                let stderr = String::from_utf8_lossy(&o.stderr);
-                if o.status.success() {
-                    if stdout.trim().is_empty() {
-                        Ok(Value::Null)
-                    } else {
-                        serde_json::from_str(&stdout).map_err(|e| format!("{what}: bad JSON {e}: {stdout}"))
-                    }
-                } else {
-                    Err(format!(
-                        "{what}: {}: {} {}",
-                        o.status,
-                        stdout.trim(),
-                        stderr.trim()
-                    ))
-                }
-            }
+        let netns = format!("/run/netns/{}", c.ns);
+        let call = invoke::Call {
+            bin_dir: &self.bin_dir,
+            state_dir: &self.state_dir,
+            plugin: "bridge",
+            cmd,
+            id: &c.id,
+            netns: &netns,
+            label: self.label,
         };
-        (took, res)
+        invoke::timed_call(&call, stdin)
     }
 
     fn add_stdin(&self) -> Vec<u8> {

@@ -292,8 +292,7 @@ impl Side {
         .into_bytes()
     }
 
-    /// Spawns `plugin` with the CNI environment and `stdin`, waits; returns the wall time and the parsed
-    /// stdout, or an error with the plugin's output.
+    /// Calls `plugin` (see [`crate::invoke::timed_call`]).
     fn call(
         &self,
         plugin: &str,
@@ -302,56 +301,16 @@ impl Side {
         netns: &str,
         stdin: &[u8],
     ) -> (Duration, Result<Value, String>) {
-        let mut command = Command::new(self.bin_dir.join(plugin));
-        command
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", id)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", &self.bin_dir)
-            .env("CORRAL_STATE_DIR", &self.state_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if let Some(l) = std::env::var_os("CORRAL_LOG") {
-            command.env("CORRAL_LOG", l);
-        }
-        let t0 = Instant::now();
-        let out = command.spawn().and_then(|mut child| {
-            if let Some(mut s) = child.stdin.take() {
-                s.write_all(stdin)?;
-            }
-            child.wait_with_output()
-        });
-        let took = t0.elapsed();
-        let what = format!("{} {plugin} {cmd} {id}", self.label);
-        let res = match out {
-            Err(e) => Err(format!("{what}: spawn: {e}")),
-            Ok(o) => {
-                let stdout = String::from_utf8_lossy(&o.stdout);
-                if o.status.success() {
-                    if stdout.trim().is_empty() {
-                        Ok(Value::Null)
-                    } else {
-                        serde_json::from_str(&stdout).map_err(|e| format!("{what}: bad JSON {e}: {stdout}"))
-                    }
-                } else {
-                    let stderr = String::from_utf8_lossy(&o.stderr);
-                    Err(format!(
-                        "{what}: {}: {} {}",
-                        o.status,
-                        stdout.trim(),
-                        stderr.trim()
-                    ))
-                }
-            }
+        let call = crate::invoke::Call {
+            bin_dir: &self.bin_dir,
+            state_dir: &self.state_dir,
+            plugin,
+            cmd,
+            id,
+            netns,
+            label: self.label,
         };
-        (took, res)
+        crate::invoke::timed_call(&call, stdin)
     }
 }
 
