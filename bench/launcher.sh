@@ -290,8 +290,8 @@ for i in range(W + N):
 b1 = cpu_busy()
 
 def pct(xs, q):
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+    s = sorted(xs)  # nearest rank
+    return s[max(0, min(len(s), -(-int(q * len(s) * 1000) // 1000)) - 1)]
 
 def stats(xs):
     return {"n": len(xs), "median": statistics.median(xs), "p95": pct(xs, 0.95), "min": min(xs), "max": max(xs)}
