@@ -213,22 +213,31 @@ pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
         println!("{id}");
         return Ok(0);
     }
+    let (exited_tx, exited_rx) = std::sync::mpsc::channel();
     let waiter = {
         let (socket, id) = (socket.to_path_buf(), id.clone());
-        std::thread::spawn(move || api(&socket, "POST", &format!("/containers/{id}/wait"), Body::None))
+        std::thread::spawn(move || {
+            let status = api(&socket, "POST", &format!("/containers/{id}/wait"), Body::None);
+            let _ = exited_tx.send(());
+            status
+        })
     };
     let mut offset = 0usize;
     let mut out = std::io::stdout();
+    let mut exited = false;
     loop {
-        let done = waiter.is_finished();
         let chunk = raw(socket, &format!("/containers/{id}/logs?offset={offset}")).unwrap_or_default();
         offset += chunk.len();
         let _ = out.write_all(&chunk);
         let _ = out.flush();
-        if done {
+        if exited {
             break;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // Logs are streamed every 50 ms; the exit wakes the loop at once for the last chunk.
+        exited = exited_rx
+            .recv_timeout(std::time::Duration::from_millis(50))
+            .is_ok()
+            || waiter.is_finished();
     }
     let status = waiter.join().map_err(|_| "wait thread panicked".to_string())??;
     if a.rm {
