@@ -154,6 +154,15 @@ impl CniResult {
         }
     }
 
+    /// The addresses assigned to interface `index` (those naming no interface count for every one).
+    pub fn addresses_of(&self, index: usize) -> Vec<IpNet> {
+        self.ips
+            .iter()
+            .filter(|ip| ip.interface.is_none_or(|i| i == index))
+            .map(|ip| ip.address)
+            .collect()
+    }
+
     /// The container interface named `ifname` in `sandbox` and its index, for CHECK; a missing one is code 101.
     pub fn sandbox_interface(&self, ifname: &str, sandbox: &str) -> Result<(usize, &Interface), CniError> {
         self.interfaces
@@ -490,6 +499,23 @@ mod tests {
             let v = CniResult::default().to_version(ver).unwrap();
             assert_eq!(v["dns"], json!({}), "{ver}");
         }
+    }
+
+    #[test]
+    fn addresses_of_an_interface_include_unassigned_ones() {
+        let mut r = sample();
+        r.ips.push(IpConfig {
+            address: "10.9.0.9/24".parse().unwrap(),
+            gateway: None,
+            interface: None,
+        });
+        r.ips.push(IpConfig {
+            address: "10.8.0.8/24".parse().unwrap(),
+            gateway: None,
+            interface: Some(0),
+        });
+        let got: Vec<String> = r.addresses_of(1).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["10.1.0.5/24", "fd00::5/64", "10.9.0.9/24"]);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod error;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod presence;
 pub mod route;
 pub mod sysctl;
 
@@ -41,5 +42,6 @@ pub use error::{NetopsError, Result};
 pub use link::{random_veth_name, validate_ifname, LinkInfo, VethPlan, MAX_IFNAME_LEN};
 pub use netlink::Netlink;
 pub use netns::{current_netns, netns_inode, open_netns, run_in_netns, same_netns, THREAD_NETNS_PATH};
+pub use presence::Missing;
 pub use route::{IpFamily, RouteSpec, MAIN_TABLE, SCOPE_LINK};
 pub use sysctl::{read_sysctl, sysctl_path, write_sysctl};

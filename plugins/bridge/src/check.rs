@@ -6,7 +6,7 @@ use crate::effects::{nat, nat_manager, net, open_container_netns, owner};
 use corral_cni::{codes, invoke, CniError, CniResult, Command, Request};
 use corral_nat::model::format_mac;
 use corral_nat::Source;
-use corral_netops::{IpFamily, Netlink};
+use corral_netops::Netlink;
 
 /// Runs CHECK.
 pub fn check(req: &Request) -> Result<(), CniError> {
@@ -62,40 +62,26 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     check_nat(req, &br)
 }
 
+/// Every address of the container interface and every route, as ADD installed them (a route without a
+/// gateway goes via its family's gateway), is in the kernel; a difference is code 101 naming it.
 fn check_addresses_and_routes(
     ctr: &Netlink,
     prev: &CniResult,
-    ctr_idx: usize,
+    iface: usize,
     index: u32,
 ) -> Result<(), CniError> {
-    let mismatch = |m: String| CniError::new(codes::CHECK_MISMATCH, m);
-    let addrs = ctr.addresses(index).map_err(net("container addresses"))?;
-    for ip in prev
-        .ips
+    let routes: Vec<_> = prev
+        .routes_via_family_gateways()
         .iter()
-        .filter(|ip| ip.interface.is_none_or(|i| i == ctr_idx))
+        .map(|r| (r.dst, r.gw))
+        .collect();
+    match ctr
+        .first_missing(index, &prev.addresses_of(iface), &routes)
+        .map_err(net("container addresses and routes"))?
     {
-        if !addrs.contains(&ip.address) {
-            return Err(mismatch(format!(
-                "address {} is missing from the container interface",
-                ip.address
-            )));
-        }
+        Some(missing) => Err(CniError::new(codes::CHECK_MISMATCH, missing.to_string())),
+        None => Ok(()),
     }
-    let mut routes = ctr.routes(IpFamily::V4).map_err(net("routes"))?;
-    routes.extend(ctr.routes(IpFamily::V6).map_err(net("routes"))?);
-    for r in &prev.routes {
-        let found = routes
-            .iter()
-            .any(|k| k.dst.trunc() == r.dst.trunc() && (r.gw.is_none() || k.gateway == r.gw));
-        if !found {
-            return Err(mismatch(format!(
-                "route to {} is missing from the container",
-                r.dst
-            )));
-        }
-    }
-    Ok(())
 }
 
 fn check_nat(req: &Request, br: &Bridge) -> Result<(), CniError> {

@@ -88,13 +88,12 @@ pub fn plan_addresses(bridge: &Bridge, ipam: &CniResult) -> Result<AddrPlan, Cni
         }
     }
     // In the container, a route without a gateway goes via the gateway of its family.
-    let container_routes = result_routes
-        .iter()
-        .map(|r| Route {
-            gw: r.gw.or_else(|| gateway_of(r.dst.addr().is_ipv4())),
-            ..r.clone()
-        })
-        .collect();
+    let container_routes = CniResult {
+        ips: ips.clone(),
+        routes: result_routes.clone(),
+        ..Default::default()
+    }
+    .routes_via_family_gateways();
     let has = |v4: bool| ips.iter().any(|i| i.address.addr().is_ipv4() == v4);
     Ok(AddrPlan {
         bridge_addrs,

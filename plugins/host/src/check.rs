@@ -6,7 +6,7 @@ use crate::config;
 use crate::effects::{net, open_container_netns, sandbox};
 use corral_cni::{codes, invoke, CniError, CniResult, Command, Request};
 use corral_nat::model::format_mac;
-use corral_netops::{IpFamily, Netlink};
+use corral_netops::Netlink;
 
 fn mismatch(m: String) -> CniError {
     CniError::new(codes::CHECK_MISMATCH, m)
@@ -46,33 +46,24 @@ pub fn check(req: &Request) -> Result<(), CniError> {
     Ok(())
 }
 
+/// Every address of the container interface and every route, as ADD installed them (a route without a
+/// gateway goes via its family's gateway), is in the kernel; a difference is code 101 naming it.
 fn check_addresses_and_routes(
     ctr: &Netlink,
     prev: &CniResult,
-    idx: usize,
+    iface: usize,
     index: u32,
 ) -> Result<(), CniError> {
-    let addrs = ctr.addresses(index).map_err(net("container addresses"))?;
-    for ip in prev.ips.iter().filter(|ip| ip.interface.is_none_or(|i| i == idx)) {
-        if !addrs.contains(&ip.address) {
-            return Err(mismatch(format!(
-                "address {} is missing from the container interface",
-                ip.address
-            )));
-        }
+    let routes: Vec<_> = prev
+        .routes_via_family_gateways()
+        .iter()
+        .map(|r| (r.dst, r.gw))
+        .collect();
+    match ctr
+        .first_missing(index, &prev.addresses_of(iface), &routes)
+        .map_err(net("container addresses and routes"))?
+    {
+        Some(missing) => Err(CniError::new(codes::CHECK_MISMATCH, missing.to_string())),
+        None => Ok(()),
     }
-    let mut routes = ctr.routes(IpFamily::V4).map_err(net("routes"))?;
-    routes.extend(ctr.routes(IpFamily::V6).map_err(net("routes"))?);
-    for want in prev.routes_via_family_gateways() {
-        let found = routes
-            .iter()
-            .any(|k| k.dst.trunc() == want.dst.trunc() && (want.gw.is_none() || k.gateway == want.gw));
-        if !found {
-            return Err(mismatch(format!(
-                "route to {} is missing from the container",
-                want.dst
-            )));
-        }
-    }
-    Ok(())
 }
