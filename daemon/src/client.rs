@@ -249,29 +249,9 @@ pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
         .ok_or_else(|| "corrald returned no exit code".into())
 }
 
+/// The rows as a table, without the last newline (the caller prints it).
 fn table(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let w: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .enumerate()
-                .map(|(i, c)| format!("{c:<width$}", width = w.get(i).copied().unwrap_or(0)))
-                .collect::<Vec<_>>()
-                .join("   ")
-                .trim_end()
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    crate::table::render(rows).trim_end_matches('\n').to_string()
 }
 
 fn s(v: &Value) -> String {

@@ -19,4 +19,5 @@ pub mod runtime;
 pub mod server;
 pub mod shim;
 pub mod supervisor;
+pub mod table;
 pub mod volume;

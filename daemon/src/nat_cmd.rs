@@ -228,7 +228,7 @@ fn to_table(l: &PortListing, names: Names) -> String {
         add_name_column(&mut dnat, l.entries.iter().map(|e| &e.owner), m);
     }
     out.push_str("DNAT (published ports)\n");
-    out.push_str(&render(&dnat));
+    out.push_str(&crate::table::render(&dnat));
     let mut snat = vec![row(&[
         "SOURCE",
         "KEPT TOWARDS",
@@ -254,7 +254,7 @@ fn to_table(l: &PortListing, names: Names) -> String {
         add_name_column(&mut snat, l.masq.iter().map(|e| &e.owner), m);
     }
     out.push_str("\nSNAT (masqueraded container addresses)\n");
-    out.push_str(&render(&snat));
+    out.push_str(&crate::table::render(&snat));
     for e in &l.unreadable {
         out.push_str(&format!("\nunreadable record: {e}"));
     }
@@ -286,40 +286,9 @@ fn row(cells: &[&str]) -> Vec<String> {
     cells.iter().map(|c| c.to_string()).collect()
 }
 
-/// Left-aligned columns, two spaces apart.
-fn render(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renders_aligned_columns() {
-        let t = render(&[row(&["A", "LONGER"]), row(&["wide cell", "x"])]);
-        assert_eq!(t, "A          LONGER\nwide cell  x\n");
-    }
 
     #[test]
     fn empty_listing_still_has_headers_and_says_table_missing() {
