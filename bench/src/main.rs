@@ -618,6 +618,24 @@ fn machine(corral_dir: &Path, ref_dir: &Path) -> Value {
 }
 
 /// CPU ticks: (busy on the whole machine, used by this process and its waited-for children).
+/// The machine, the load around the run and both sides' versions, as the reports print them (no final newline,
+/// so a mode can add to the last line).
+fn machine_header(m: &Value) -> String {
+    format!(
+        "machine: {} CPUs ({}), kernel {}; other work kept {:.2} CPUs busy just before the run, {:.2} on \
+         average during it\ncorral: {} ({})\nreference: {} ({})",
+        m["nproc"],
+        m["cpu"].as_str().unwrap_or(""),
+        m["kernel"].as_str().unwrap_or(""),
+        m["other_load_before"].as_f64().unwrap_or(-1.0),
+        m["other_load_during"].as_f64().unwrap_or(-1.0),
+        m["corral"].as_str().unwrap_or(""),
+        m["corral_dir"].as_str().unwrap_or(""),
+        m["reference"].as_str().unwrap_or(""),
+        m["reference_dir"].as_str().unwrap_or(""),
+    )
+}
+
 fn cpu_ticks() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let f: Vec<u64> = stat
@@ -683,19 +701,8 @@ fn report(b: &Bench, m: &Value) -> (String, Value) {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| std::env::temp_dir().display().to_string())
     );
-    t += &format!(
-        "machine: {} CPUs ({}), kernel {}; other work kept {:.2} CPUs busy just before the run, {:.2} on \
-         average during it\ncorral: {} ({})\nreference: {} ({})\n",
-        m["nproc"],
-        m["cpu"].as_str().unwrap_or(""),
-        m["kernel"].as_str().unwrap_or(""),
-        m["other_load_before"].as_f64().unwrap_or(-1.0),
-        m["other_load_during"].as_f64().unwrap_or(-1.0),
-        m["corral"].as_str().unwrap_or(""),
-        m["corral_dir"].as_str().unwrap_or(""),
-        m["reference"].as_str().unwrap_or(""),
-        m["reference_dir"].as_str().unwrap_or(""),
-    );
+    t += &machine_header(m);
+    t.push('\n');
     for s in &b.sides {
         if let Some(why) = &s.skipped {
             t += &format!("{}: SKIPPED: {why}\n", s.label);

@@ -14,7 +14,7 @@
 //! meet), bridge, /16 subnet, IPAM dataDir and CORRAL_STATE_DIR. The main thread `setns`es into a side's node
 //! namespace before each call (untimed), so the plugins are spawned directly there.
 
-use crate::{cpu_ticks, machine, ms, other_load, radix36, stats, sys, wait_idle};
+use crate::{cpu_ticks, machine, machine_header, ms, other_load, radix36, stats, sys, wait_idle};
 use corral_nat::{
     AttachmentRecord, NatManager, NftCli, Owner, PortForwarding, PortMapping, Protocol, RecordStore, Source,
 };
@@ -1084,18 +1084,9 @@ fn report(b: &Bench, m: &Value) -> (String, Value) {
         o.nat_runs,
     );
     t += &format!(
-        "machine: {} CPUs ({}), kernel {}; other work kept {:.2} CPUs busy just before the run, {:.2} on \
-         average during it\ncorral: {} ({})\nreference: {} ({}), iptables: {}\n",
-        m["nproc"],
-        m["cpu"].as_str().unwrap_or(""),
-        m["kernel"].as_str().unwrap_or(""),
-        m["other_load_before"].as_f64().unwrap_or(-1.0),
-        m["other_load_during"].as_f64().unwrap_or(-1.0),
-        m["corral"].as_str().unwrap_or(""),
-        m["corral_dir"].as_str().unwrap_or(""),
-        m["reference"].as_str().unwrap_or(""),
-        m["reference_dir"].as_str().unwrap_or(""),
-        m["iptables"].as_str().unwrap_or(""),
+        "{}, iptables: {}\n",
+        machine_header(m),
+        m["iptables"].as_str().unwrap_or("")
     );
     for s in &b.sides {
         if let Some(why) = &s.skipped {
