@@ -10,6 +10,7 @@
 pub mod churn;
 pub mod conf;
 pub mod ctr;
+pub mod launcher;
 pub mod state;
 
 pub use ctr::{Ctr, Listener};
