@@ -349,8 +349,14 @@ impl Container {
         file::read_json(&p.record())
     }
 
-    /// Saves the record atomically.
+    /// Saves the record atomically (not durably: the states it records while a container runs, attached or
+    /// mounted, are kernel state that a reboot discards anyway, and `recover` reconciles them).
     pub fn save(&self, p: &Paths) -> std::io::Result<()> {
+        file::replace_json(&p.record(), self)
+    }
+
+    /// Writes the record atomically and durably: for its creation, which a reboot must find.
+    pub fn save_durable(&self, p: &Paths) -> std::io::Result<()> {
         file::write_json(&p.record(), self)
     }
 }

@@ -11,7 +11,8 @@ use crate::volume::Volumes;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 /// An API failure: HTTP status and message.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +89,44 @@ pub struct Engine {
     pub lock: Mutex<()>,
     /// Containers a watcher thread follows.
     pub watching: Mutex<HashSet<String>>,
+    /// Wakes whoever waits for a container to start or exit.
+    pub events: Events,
+}
+
+/// Wakes threads that wait for a container to start or exit. Each shim reports over a pipe when its
+/// container started and exited (and the pipe closes when the shim ends); every report bumps a counter and
+/// wakes all waiters, which then read the files on disk, the only record of state. A shim adopted after a
+/// corrald restart has no pipe, so waiters also re-check after a timeout.
+#[derive(Debug, Default)]
+pub struct Events {
+    seq: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Events {
+    /// Something happened: wake every waiter.
+    pub fn notify(&self) {
+        if let Ok(mut s) = self.seq.lock() {
+            *s = s.wrapping_add(1);
+        }
+        self.cond.notify_all();
+    }
+
+    /// The current position; take it before checking state, then [`Events::wait_since`] it, so a report that
+    /// lands between the check and the wait is not missed.
+    pub fn ticket(&self) -> u64 {
+        self.seq.lock().map(|s| *s).unwrap_or(0)
+    }
+
+    /// Sleeps until a report newer than `ticket`, or `timeout`.
+    pub fn wait_since(&self, ticket: u64, timeout: Duration) {
+        match self.seq.lock() {
+            Ok(g) => {
+                let _ = self.cond.wait_timeout_while(g, timeout, |s| *s == ticket);
+            }
+            Err(_) => std::thread::sleep(timeout),
+        }
+    }
 }
 
 impl Engine {
@@ -108,6 +147,7 @@ impl Engine {
                 exe: cfg.exe,
                 lock: Mutex::new(()),
                 watching: Mutex::new(HashSet::new()),
+                events: Events::default(),
                 state,
             },
             warning,
@@ -323,7 +363,7 @@ impl Engine {
             mounted: false,
         };
         let p = self.paths(&id);
-        let saved = std::fs::create_dir_all(&p.dir).and_then(|_| c.save(&p));
+        let saved = std::fs::create_dir_all(&p.dir).and_then(|_| c.save_durable(&p));
         if let Err(e) = saved {
             let _ = std::fs::remove_dir_all(&p.dir);
             self.remove_anonymous_volumes(&c);

@@ -1,17 +1,31 @@
-//! Small file helpers: atomic writes (temporary file, fsync, rename) for every piece of launcher state, and
-//! random identifiers.
+//! Small file helpers: atomic writes (temporary file, rename) for every piece of launcher state, durable
+//! (fsync before the rename) where a reboot must find the file, and random identifiers.
 
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically: a reader sees the old content or the new, never a mix.
+/// Writes `bytes` to `path` atomically and durably: a reader sees the old content or the new, never a mix, and
+/// the new content survives a power loss once this returns.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_renamed(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` atomically without waiting for the disk: for files that are rewritten on every
+/// start (bundle, /etc files) or that describe kernel state a reboot discards anyway (a container's record
+/// while it runs). A killed process still leaves the old or the new content; each fsync costs about 1 ms.
+pub fn write_replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_renamed(path, bytes, false)
+}
+
+fn write_renamed(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     drop(f);
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -28,14 +42,19 @@ pub fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write(true)
         .open(path)?;
     f.write_all(bytes)?;
-    f.set_len(bytes.len() as u64)?;
-    f.sync_data()
+    f.set_len(bytes.len() as u64)
 }
 
-/// Serializes `value` as pretty JSON and writes it atomically.
+/// Serializes `value` as pretty JSON and writes it atomically and durably.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
     write_atomic(path, &bytes)
+}
+
+/// Serializes `value` as JSON and writes it atomically, not durably (see [`write_replace`]).
+pub fn replace_json<T: serde::Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
+    write_replace(path, &bytes)
 }
 
 /// Reads and decodes a JSON file.

@@ -169,18 +169,34 @@ impl Networks {
     ) -> Result<Option<Value>, String> {
         let lo = loopback_list()?;
         let lo_att = attachment(id, netns, "lo", &[]);
-        lo.add(&self.runtime, &lo_att)
-            .map_err(|e| format!("loopback: {e}"))?;
         if network == "none" {
+            lo.add(&self.runtime, &lo_att)
+                .map_err(|e| format!("loopback: {e}"))?;
             return Ok(None);
         }
         let list = self.load(network)?;
         let att = attachment(id, netns, "eth0", ports);
-        match list.add(&self.runtime, &att) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
+        // Two independent attachments (`lo`, `eth0`) of one namespace: both lists run at once.
+        let (lo_added, added) = std::thread::scope(|s| {
+            let lo_added = s.spawn(|| lo.add(&self.runtime, &lo_att));
+            let added = list.add(&self.runtime, &att);
+            (lo_added.join(), added)
+        });
+        match (lo_added, added) {
+            (Ok(Ok(_)), Ok(r)) => Ok(Some(r)),
+            (Ok(Ok(_)), Err(e)) => {
                 let _ = lo.del(&self.runtime, &lo_att, None);
                 Err(format!("network {network}: {e}"))
+            }
+            (lo_failed, added) => {
+                if let Ok(r) = &added {
+                    let _ = list.del(&self.runtime, &att, Some(r));
+                }
+                let _ = lo.del(&self.runtime, &lo_att, None);
+                Err(match lo_failed {
+                    Ok(Err(e)) => format!("loopback: {e}"),
+                    _ => "loopback: the CNI thread panicked".to_string(),
+                })
             }
         }
     }
@@ -194,22 +210,33 @@ impl Networks {
         ports: &[Value],
         result: Option<&Value>,
     ) -> Result<(), String> {
-        let mut errors = Vec::new();
         let ns = if netns.exists() { netns } else { Path::new("") };
-        if network != "none" {
-            match self.load(network) {
-                Ok(list) => {
-                    if let Err(e) = list.del(&self.runtime, &attachment(id, ns, "eth0", ports), result) {
-                        errors.push(format!("network {network}: {e}"));
-                    }
-                }
-                Err(e) => errors.push(e),
-            }
-        }
         let lo = loopback_list()?;
-        if let Err(e) = lo.del(&self.runtime, &attachment(id, ns, "lo", &[]), None) {
-            errors.push(format!("loopback: {e}"));
-        }
+        let lo_del = || {
+            lo.del(&self.runtime, &attachment(id, ns, "lo", &[]), None)
+                .map_err(|e| format!("loopback: {e}"))
+        };
+        let net_del = || -> Result<(), String> {
+            if network == "none" {
+                return Ok(());
+            }
+            self.load(network)?
+                .del(&self.runtime, &attachment(id, ns, "eth0", ports), result)
+                .map_err(|e| format!("network {network}: {e}"))
+        };
+        let (lo_deleted, deleted) = std::thread::scope(|s| {
+            let lo_deleted = s.spawn(lo_del);
+            (lo_deleted.join(), net_del())
+        });
+        let errors: Vec<String> = [
+            deleted.err(),
+            lo_deleted
+                .unwrap_or_else(|_| Err("loopback: the CNI thread panicked".into()))
+                .err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if errors.is_empty() {
             Ok(())
         } else {

@@ -1,13 +1,17 @@
 //! The per-container shim (`corrald shim …`, a re-exec of corrald), in the role of conmon or containerd-shim:
-//! it becomes the child subreaper, runs the OCI runtime's `create` and `start` with the container's stdout and
-//! stderr going to its log file, waits for the container's process and writes its exit code (128+signal when
-//! killed) to the `exit` file. It outlives corrald, so containers keep running while corrald restarts.
+//! it becomes the child subreaper, runs the OCI runtime's `create` (stdout and stderr of the container going to
+//! its log file), waits for corrald's `start` on its stdin (corrald attaches the network meanwhile; EOF
+//! instead means abandon: delete the container), runs the runtime's `start`, waits for the container's process,
+//! writes its exit code (128+signal when killed) to the `exit` file, then deletes the runtime's record of it. It outlives corrald, so containers keep
+//! running while corrald restarts. Each file it writes is also reported as a line on its stdout, a pipe
+//! corrald reads to wake its waiters at once (writes fail harmlessly once corrald is gone).
 
 use crate::container::Paths;
 use crate::file;
 use crate::runtime::OciRuntime;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -28,9 +32,16 @@ pub struct ShimArgs {
     pub runtime_root: PathBuf,
 }
 
+/// Tells corrald that `what` was just recorded.
+fn report(what: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{what}").and_then(|_| out.flush());
+}
+
 fn fail(p: &Paths, msg: &str) -> i32 {
     let _ = file::write_atomic(&p.error(), msg.as_bytes());
     let _ = file::write_atomic(&p.exit(), b"255");
+    report("exit");
     eprintln!("shim: {msg}");
     1
 }
@@ -95,6 +106,15 @@ pub fn run(a: ShimArgs) -> i32 {
             return fail(&p, "the OCI runtime wrote no pid file");
         }
     };
+    // corrald attaches the network meanwhile; it says `start` when it is ready, or closes the pipe.
+    let mut go = String::new();
+    if std::io::stdin().read_line(&mut go).is_err() || go.trim() != "start" {
+        let _ = rt.delete(&a.id);
+        return fail(
+            &p,
+            "corrald did not start the container (its setup failed, or corrald ended)",
+        );
+    }
     if let Err(e) = rt
         .command()
         .arg("start")
@@ -114,10 +134,15 @@ pub fn run(a: ShimArgs) -> i32 {
         let _ = rt.delete(&a.id);
         return fail(&p, &format!("the OCI runtime could not start the container: {e}"));
     }
-    let _ = file::write_atomic(&p.started(), pid.to_string().as_bytes());
+    // Not durable: a reboot ends the container anyway.
+    let _ = file::write_replace(&p.started(), pid.to_string().as_bytes());
+    report("started");
     let code = wait_for(pid);
+    let recorded = file::write_atomic(&p.exit(), code.to_string().as_bytes());
+    report("exit");
+    // After the report: corrald's teardown (CNI DEL, unmounts) runs meanwhile and waits for this shim.
     let _ = rt.delete(&a.id);
-    if let Err(e) = file::write_atomic(&p.exit(), code.to_string().as_bytes()) {
+    if let Err(e) = recorded {
         eprintln!("shim: cannot record exit code {code}: {e}");
         return 1;
     }

@@ -8,11 +8,13 @@ use crate::container::{read_exit, Container, Paths, Status};
 use crate::engine::{ApiError, ApiResult, Engine};
 use crate::{file, netns, rootfs};
 use serde_json::{json, Value};
+use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How often waiters re-check the state on disk when no shim reports (a shim adopted after a restart).
 const POLL: Duration = Duration::from_millis(50);
 /// First restart delay of the restart policy.
 const RESTART_MIN: Duration = Duration::from_millis(100);
@@ -23,21 +25,33 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e.to_string())
 }
 
-/// Waits until the container has exited (true) or `timeout` passes (false).
-fn wait_exit(c: &Container, p: &Paths, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    loop {
-        if matches!(c.status(p), Status::Exited(_)) {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
-}
-
 impl Engine {
+    /// Waits until `done` holds, re-checking on every shim report and at least every `POLL`; false when
+    /// `timeout` passes first.
+    fn wait_until(&self, timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+        // No deadline when it lies beyond what an Instant can hold (Duration::MAX).
+        let end = Instant::now().checked_add(timeout);
+        loop {
+            let ticket = self.events.ticket();
+            if done() {
+                return true;
+            }
+            let left = match end {
+                Some(end) => end.saturating_duration_since(Instant::now()),
+                None => POLL,
+            };
+            if left.is_zero() {
+                return false;
+            }
+            self.events.wait_since(ticket, POLL.min(left));
+        }
+    }
+
+    /// Waits until the container has exited (true) or `timeout` passes (false).
+    fn wait_exit(&self, c: &Container, p: &Paths, timeout: Duration) -> bool {
+        self.wait_until(timeout, || matches!(c.status(p), Status::Exited(_)))
+    }
+
     /// `POST /containers/{id}/start`.
     pub fn start(self: &Arc<Self>, key: &str) -> ApiResult {
         let id = {
@@ -59,11 +73,15 @@ impl Engine {
     }
 
     /// Clears the last run's files and prepares and starts the shim; undoes everything on failure.
-    fn launch_locked(&self, c: &mut Container, p: &Paths) -> Result<(), ApiError> {
+    fn launch_locked(self: &Arc<Self>, c: &mut Container, p: &Paths) -> Result<(), ApiError> {
         for f in [p.exit(), p.started(), p.error(), p.dir.join("pid")] {
             let _ = std::fs::remove_file(f);
         }
         c.shim_pid = None;
+        // The runtime's record of a previous run, if its shim had no time to delete it (a quick restart).
+        if self.runtime.root.join(&c.id).exists() {
+            let _ = self.runtime.delete(&c.id);
+        }
         if let Err(e) = self.prepare(c, p) {
             let _ = c.save(p);
             self.teardown_locked(&c.id);
@@ -75,13 +93,9 @@ impl Engine {
     /// Waits for the shim to report: the process started, or the runtime failed (then tears down).
     fn await_start(&self, id: &str) -> Result<(), ApiError> {
         let (c, p) = self.find(id)?;
-        let end = Instant::now() + Duration::from_secs(60);
-        while !p.started().exists() && !p.exit().exists() && Instant::now() < end {
-            if c.status(&p) != Status::Running {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_until(Duration::from_secs(60), || {
+            p.started().exists() || p.exit().exists() || c.status(&p) != Status::Running
+        });
         if let Ok(err) = std::fs::read_to_string(p.error()) {
             self.teardown(&c.id);
             return Err(ApiError::internal(err));
@@ -91,7 +105,7 @@ impl Engine {
 
     /// The restart policy's restart of an exited container, keeping its root and network attachment: false when
     /// it is gone, was stopped meanwhile (or was started by someone else, then it runs again: true).
-    fn relaunch(&self, id: &str) -> Result<bool, ApiError> {
+    fn relaunch(self: &Arc<Self>, id: &str) -> Result<bool, ApiError> {
         {
             let _g = self.lock.lock().map_err(|_| internal("lock poisoned"))?;
             let Ok((mut c, p)) = self.find(id) else {
@@ -109,19 +123,43 @@ impl Engine {
         Ok(true)
     }
 
-    /// Root, network, files, bundle, shim; records each step so teardown undoes exactly what was done.
-    fn prepare(&self, c: &mut Container, p: &Paths) -> Result<(), ApiError> {
+    /// Root, network namespace, files, bundle, shim, network; records each step so teardown undoes exactly what
+    /// was done. The runtime creates the container (its slowest step) while the CNI plugins attach the network
+    /// namespace it joins; the shim starts the process only when told to, once the network is ready.
+    fn prepare(self: &Arc<Self>, c: &mut Container, p: &Paths) -> Result<(), ApiError> {
         if !c.mounted {
             rootfs::mount_overlay(&c.layers, &p.upper(), &p.work(), &p.rootfs()).map_err(internal)?;
             c.mounted = true;
             c.save(p).map_err(internal)?;
         }
         let ns = self.netns_path(&c.id);
-        if c.network != "host" && !c.attached {
+        let attach = c.network != "host" && !c.attached;
+        if attach {
             netns::delete(&ns).map_err(internal)?;
             netns::create(&ns).map_err(internal)?;
             c.attached = true;
             c.save(p).map_err(internal)?;
+        }
+        // The /etc files must exist for the runtime's bind mounts; those that depend on the network are
+        // rewritten in place (their inodes are mounted) once it is attached.
+        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let short: String = c.id.chars().take(12).collect();
+        for (name, text) in [
+            ("hosts", bundle::hosts(c, &[])),
+            (
+                "resolv.conf",
+                bundle::resolv_conf(c.cni_result.as_ref(), &node_resolv),
+            ),
+            ("hostname", format!("{short}\n")),
+        ] {
+            file::write_replace(&p.etc(name), text.as_bytes()).map_err(internal)?;
+        }
+        let spec = bundle::spec(c, p, (c.network != "host").then_some(ns.as_path())).map_err(internal)?;
+        std::fs::create_dir_all(p.bundle()).map_err(internal)?;
+        file::replace_json(&p.bundle().join("config.json"), &spec).map_err(internal)?;
+        let mut go = self.spawn_shim(c, p)?;
+        if attach {
+            // On failure `go` is dropped: the shim sees EOF and deletes the created container.
             let result = self
                 .networks
                 .attach(&c.id, &ns, &c.network, &c.ports)
@@ -133,24 +171,19 @@ impl Engine {
             c.ip = result.as_ref().and_then(crate::network::first_ip);
             c.cni_result = result;
             c.save(p).map_err(internal)?;
-        }
-        let node_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let short: String = c.id.chars().take(12).collect();
-        for (name, text) in [
-            ("hosts", bundle::hosts(c, &[])),
-            (
-                "resolv.conf",
-                bundle::resolv_conf(c.cni_result.as_ref(), &node_resolv),
-            ),
-            ("hostname", format!("{short}\n")),
-        ] {
-            file::write_atomic(&p.etc(name), text.as_bytes()).map_err(internal)?;
+            let resolv = bundle::resolv_conf(c.cni_result.as_ref(), &node_resolv);
+            file::write_in_place(&p.etc("resolv.conf"), resolv.as_bytes()).map_err(internal)?;
         }
         // This container's hosts file and its peers' now name each other.
         self.refresh_hosts(&c.network);
-        let spec = bundle::spec(c, p, (c.network != "host").then_some(ns.as_path())).map_err(internal)?;
-        std::fs::create_dir_all(p.bundle()).map_err(internal)?;
-        file::write_json(&p.bundle().join("config.json"), &spec).map_err(internal)?;
+        go.write_all(b"start\n")
+            .map_err(|e| internal(format!("the shim ended before the start: {e}")))
+    }
+
+    /// Starts the shim, which has the runtime create the container and then waits for `start` on the pipe
+    /// returned here. Its reports (a line per start and exit) wake the engine's waiters, and so does its end;
+    /// it is reaped then (a shim adopted after a corrald restart is init's to reap).
+    fn spawn_shim(self: &Arc<Self>, c: &mut Container, p: &Paths) -> Result<ChildStdin, ApiError> {
         let shim_log = std::fs::File::create(p.shim_log()).map_err(internal)?;
         let mut child = Command::new(&self.exe)
             .arg("shim")
@@ -163,18 +196,28 @@ impl Engine {
             .arg("--runtime-root")
             .arg(&self.runtime.root)
             .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(Stdio::from(shim_log))
             .process_group(0)
             .spawn()
             .map_err(|e| internal(format!("start the shim: {e}")))?;
         c.shim_pid = i32::try_from(child.id()).ok();
         c.started_at = Some(file::now());
+        let go = child.stdin.take();
+        let reports = child.stdout.take();
+        let engine = Arc::clone(self);
+        std::thread::spawn(move || {
+            if let Some(out) = reports {
+                for _ in std::io::BufRead::lines(std::io::BufReader::new(out)) {
+                    engine.events.notify();
+                }
+            }
+            let _ = child.wait();
+            engine.events.notify();
+        });
         c.save(p).map_err(internal)?;
-        // Reap the shim when it ends (a shim adopted after a restart is init's to reap).
-        std::thread::spawn(move || child.wait());
-        Ok(())
+        go.ok_or_else(|| internal("the shim has no control pipe"))
     }
 
     /// Undoes what `prepare` did, in reverse; keeps going past failures. Takes the engine lock.
@@ -187,7 +230,6 @@ impl Engine {
     fn teardown_locked(&self, id: &str) {
         let p = self.paths(id);
         let Ok(mut c) = Container::load(&p) else { return };
-        let _ = self.runtime.delete(id);
         let was_attached = c.attached;
         if c.attached {
             let ns = self.netns_path(id);
@@ -203,6 +245,14 @@ impl Engine {
             c.attached = false;
             c.cni_result = None;
             c.ip = None;
+        }
+        // The shim deletes the runtime's record after reporting the exit; wait for it briefly rather than race
+        // it, and delete what is left (a shim that died, or a container that never started).
+        if let Some(pid) = c.shim_pid {
+            self.wait_until(Duration::from_secs(5), || !crate::container::shim_alive(pid, id));
+        }
+        if self.runtime.root.join(id).exists() {
+            let _ = self.runtime.delete(id);
         }
         if c.mounted {
             match rootfs::unmount(&p.rootfs()) {
@@ -250,7 +300,10 @@ impl Engine {
                     }
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(100));
+                let ticket = engine.events.ticket();
+                if matches!(c.status(&p), Status::Running) {
+                    engine.events.wait_since(ticket, POLL);
+                }
             }
             if let Ok(mut w) = engine.watching.lock() {
                 w.remove(&id);
@@ -282,9 +335,9 @@ impl Engine {
         self.mark_stopped(&p)?;
         if c.status(&p) == Status::Running {
             let _ = self.runtime.kill(&c.id, "TERM");
-            if !wait_exit(&c, &p, timeout) {
+            if !self.wait_exit(&c, &p, timeout) {
                 let _ = self.runtime.kill(&c.id, "KILL");
-                if !wait_exit(&c, &p, Duration::from_secs(10)) {
+                if !self.wait_exit(&c, &p, Duration::from_secs(10)) {
                     return Err(internal(format!("container {} did not exit after KILL", c.name)));
                 }
             }
@@ -327,7 +380,7 @@ impl Engine {
             }
             self.mark_stopped(&p)?;
             let _ = self.runtime.kill(&c.id, "KILL");
-            if !wait_exit(&c, &p, Duration::from_secs(10)) {
+            if !self.wait_exit(&c, &p, Duration::from_secs(10)) {
                 return Err(internal(format!("container {} did not exit after KILL", c.name)));
             }
         }
@@ -348,20 +401,22 @@ impl Engine {
     /// `POST /containers/{id}/wait`: blocks until the container exits; `{"StatusCode": n}`.
     pub fn wait(&self, key: &str) -> ApiResult {
         let (c, p) = self.find(key)?;
-        loop {
-            if let Status::Exited(code) = c.status(&p) {
-                return Ok(json!({ "StatusCode": code }));
-            }
-            if !p.dir.exists() {
-                return Ok(json!({ "StatusCode": read_exit(&p).unwrap_or(255) }));
-            }
-            if c.status(&p) == Status::Created {
-                return Err(ApiError::conflict(format!(
-                    "container {} was never started",
-                    c.name
-                )));
-            }
-            std::thread::sleep(POLL);
+        let mut code = None;
+        self.wait_until(Duration::MAX, || {
+            code = match c.status(&p) {
+                Status::Exited(n) => Some(Ok(n)),
+                _ if !p.dir.exists() => Some(Ok(read_exit(&p).unwrap_or(255))),
+                Status::Created => Some(Err(())),
+                Status::Running => None,
+            };
+            code.is_some()
+        });
+        match code {
+            Some(Ok(n)) => Ok(json!({ "StatusCode": n })),
+            _ => Err(ApiError::conflict(format!(
+                "container {} was never started",
+                c.name
+            ))),
         }
     }
 }
