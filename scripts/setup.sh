@@ -6,6 +6,7 @@ packages=(
   containernetworking-plugins         # the reference plugins, for comparison tests and benchmarks
   iputils-ping netcat-openbsd curl    # traffic in tests
   busybox-static runc                 # the launcher's images and runtime
+  tini                                # run --init: /usr/bin/tini-static as the container's PID 1
   podman iptables                     # Podman end-to-end test (CNI backend); iptables for the reference firewall
   containerd                          # containerd CRI end-to-end test
 )

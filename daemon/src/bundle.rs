@@ -1,13 +1,14 @@
 //! The OCI runtime bundle of a container: `config.json` built with the `oci-spec` crate from the container's
 //! record. PID, mount, UTS and IPC namespaces always; the network namespace corrald created (joined by path),
-//! or none for `--net host`; Docker's default capability set; memory and pids limits; bind mounts and the
-//! generated /etc/hosts, /etc/resolv.conf and /etc/hostname.
+//! or none for `--net host`; Docker's default capability set; memory, CPU and pids limits; the user; bind
+//! mounts, the generated /etc/hosts, /etc/resolv.conf and /etc/hostname, and the init binary for `--init`.
 
 use crate::container::{Container, Paths};
+use crate::user::ExecUser;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder,
-    RootBuilder, Spec, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,38 @@ fn capabilities() -> HashSet<Capability> {
     .collect()
 }
 
+/// Where `--init`'s binary is bind-mounted in the container: /dev is the runtime's fresh tmpfs, so the mount
+/// point never lands in the container's own root (Podman does the same).
+pub const INIT_PATH: &str = "/dev/init";
+
+/// The CFS period corrald sets with `--cpus`, in microseconds (Docker's).
+pub const CPU_PERIOD: u64 = 100_000;
+
+/// The CFS quota for a CPU limit in billionths of a CPU: the share of each period the container may run.
+pub fn cpu_quota(nano_cpus: i64) -> i64 {
+    // Exact in integers: nano_cpus * period / 1e9 with a period of 1e5 µs.
+    nano_cpus / (1_000_000_000 / CPU_PERIOD as i64)
+}
+
+/// The process's argv: with an init, `init -- argv` (tini and catatonit both take the program after `--`).
+pub fn process_args(c: &Container, init: bool) -> Vec<String> {
+    let mut args = Vec::new();
+    if init {
+        args.extend([INIT_PATH.to_string(), "--".to_string()]);
+    }
+    args.extend(c.args.iter().cloned());
+    args
+}
+
+/// The process's environment: the container's, with `HOME` from the user's passwd entry unless set.
+pub fn process_env(c: &Container, user: &ExecUser) -> Vec<String> {
+    let mut env = c.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    env
+}
+
 fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount, String> {
     let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
     options.push(if readonly { "ro" } else { "rw" }.to_string());
@@ -47,15 +80,29 @@ fn bind(src: &Path, dst: &str, readonly: bool) -> Result<Mount, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The spec for a container; `netns` is the namespace to join (None = share corrald's, `--net host`).
-pub fn spec(c: &Container, p: &Paths, netns: Option<&Path>) -> Result<Spec, String> {
+/// The spec for a container; `netns` is the namespace to join (None = share corrald's, `--net host`), `user`
+/// the resolved user and `init` the init binary on the node, when the container has `--init`.
+pub fn spec(
+    c: &Container,
+    p: &Paths,
+    netns: Option<&Path>,
+    user: &ExecUser,
+    init: Option<&Path>,
+) -> Result<Spec, String> {
     let e = |e: oci_spec::OciSpecError| e.to_string();
     let caps = capabilities();
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(e)?)
-        .args(c.args.clone())
-        .env(c.env.clone())
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.additional_gids.clone())
+                .build()
+                .map_err(e)?,
+        )
+        .args(process_args(c, init.is_some()))
+        .env(process_env(c, user))
         .cwd(if c.working_dir.is_empty() {
             "/".to_string()
         } else {
@@ -97,6 +144,15 @@ pub fn spec(c: &Container, p: &Paths, netns: Option<&Path>) -> Result<Spec, Stri
     if let Some(n) = c.pids_limit {
         resources = resources.pids(LinuxPidsBuilder::default().limit(n).build().map_err(e)?);
     }
+    if let Some(n) = c.nano_cpus {
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(cpu_quota(n))
+                .period(CPU_PERIOD)
+                .build()
+                .map_err(e)?,
+        );
+    }
     let default_linux = oci_spec::runtime::Linux::default();
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
@@ -114,6 +170,9 @@ pub fn spec(c: &Container, p: &Paths, netns: Option<&Path>) -> Result<Spec, Stri
         ("hostname", "/etc/hostname"),
     ] {
         mounts.push(bind(&p.etc(file), dst, false)?);
+    }
+    if let Some(init) = init {
+        mounts.push(bind(init, INIT_PATH, true)?);
     }
     // Binds, volumes and tmpfs mounts, shallowest destination first, so a mount inside another one lands on top.
     let mut user: Vec<(usize, Mount)> = Vec::new();
@@ -201,6 +260,13 @@ pub fn resolv_conf(result: Option<&serde_json::Value>, node: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn cpu_quota_is_the_share_of_the_period() {
+        assert_eq!(cpu_quota(1_500_000_000), 150_000);
+        assert_eq!(cpu_quota(500_000_000), 50_000);
+        assert_eq!(cpu_quota(10_000_000), 1_000);
+    }
 
     #[test]
     fn resolv_conf_prefers_cni_dns_and_drops_loopback() {

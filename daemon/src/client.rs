@@ -86,6 +86,19 @@ pub struct RunArgs {
     /// Most processes in the container.
     #[arg(long)]
     pids_limit: Option<i64>,
+    /// CPU limit: how many CPUs' worth of time the container may use (`1.5`; at most the machine's CPUs).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Run as `user[:group]`, names or numeric ids; names are looked up in the container's /etc/passwd and
+    /// /etc/group (default: the image's user, else root).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Run an init (tini) as PID 1 that forwards signals to the command and reaps zombies.
+    #[arg(long)]
+    init: bool,
+    /// Mount the volumes and bind mounts of another container, `container[:ro|rw]` (repeatable).
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
     /// Image reference or id.
     image: String,
     /// Command and arguments.
@@ -175,9 +188,32 @@ pub fn parse_size(s: &str) -> Result<i64, String> {
         .ok_or_else(|| format!("--memory {s}: want a size such as 64m or 1g"))
 }
 
+/// Parses `--cpus 1.5` into billionths of a CPU (exactly: at most nine decimals).
+pub fn parse_cpus(s: &str) -> Result<i64, String> {
+    let bad = || format!("--cpus {s}: want a number of CPUs such as 0.5 or 2");
+    let (whole, frac) = s.trim().split_once('.').unwrap_or((s.trim(), ""));
+    if (whole.is_empty() && frac.is_empty())
+        || frac.len() > 9
+        || !whole.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac: i64 = format!("{frac:0<9}").parse().map_err(|_| bad())?;
+    whole
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(frac))
+        .ok_or_else(bad)
+}
+
 /// `corral run`: create and start; attached, follow the log until the container exits and return its code.
 pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
     let memory = a.memory.as_deref().map(parse_size).transpose()?;
+    let nano_cpus = a.cpus.as_deref().map(parse_cpus).transpose()?;
     if a.rm && a.restart != "no" {
         return Err("--restart and --rm cannot be combined".into());
     }
@@ -198,6 +234,10 @@ pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
         "Restart": a.restart,
         "Memory": memory,
         "PidsLimit": a.pids_limit,
+        "NanoCpus": nano_cpus,
+        "User": a.user.clone().unwrap_or_default(),
+        "Init": a.init,
+        "VolumesFrom": a.volumes_from,
         "AutoRemove": a.rm && a.detach,
     });
     let created = api(socket, "POST", "/containers/create", Body::Json(&req))?;
@@ -523,6 +563,18 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         for bad in ["", "m", "-1m", "x"] {
             assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("1.5").unwrap(), 1_500_000_000);
+        assert_eq!(parse_cpus("0.5").unwrap(), 500_000_000);
+        assert_eq!(parse_cpus(".25").unwrap(), 250_000_000);
+        assert_eq!(parse_cpus("2").unwrap(), 2_000_000_000);
+        assert_eq!(parse_cpus("0.000000001").unwrap(), 1);
+        for bad in ["", ".", "-1", "1.5.1", "x", "1e3", "0.0000000001", "99999999999"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
         }
     }
 

@@ -101,6 +101,35 @@ impl Tmpfs {
     }
 }
 
+/// `--volumes-from container[:ro|rw]`: whose mounts to share, and a mode that overrides theirs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumesFrom {
+    /// Container name, id or id prefix.
+    pub container: String,
+    /// `Some(true)` for `:ro`, `Some(false)` for `:rw`, `None` keeps each mount's own mode.
+    pub readonly: Option<bool>,
+}
+
+impl VolumesFrom {
+    /// Parses `container[:ro|rw]`.
+    pub fn parse(spec: &str) -> Result<VolumesFrom, String> {
+        let (container, mode) = spec.split_once(':').unwrap_or((spec, ""));
+        let readonly = match mode {
+            "" if !spec.ends_with(':') => None,
+            "ro" => Some(true),
+            "rw" => Some(false),
+            _ => return Err(format!("--volumes-from {spec}: want container[:ro|rw]")),
+        };
+        if container.is_empty() {
+            return Err(format!("--volumes-from {spec}: want container[:ro|rw]"));
+        }
+        Ok(VolumesFrom {
+            container: container.into(),
+            readonly,
+        })
+    }
+}
+
 /// `--restart no|always|on-failure[:N]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RestartPolicy {
@@ -169,6 +198,14 @@ pub struct CreateRequest {
     pub pids_limit: Option<i64>,
     /// Remove the container when it exits.
     pub auto_remove: bool,
+    /// `user[:group]` to run as (names or ids; empty = the image's `User`, else root).
+    pub user: String,
+    /// CPU limit in billionths of a CPU (Docker's `NanoCpus`).
+    pub nano_cpus: Option<i64>,
+    /// Run an init as PID 1 that forwards signals and reaps zombies.
+    pub init: bool,
+    /// `container[:ro|rw]`: share that container's volumes and bind mounts.
+    pub volumes_from: Vec<String>,
 }
 
 /// The record corrald keeps per container (`containers/<id>/container.json`).
@@ -214,6 +251,19 @@ pub struct Container {
     pub pids_limit: Option<i64>,
     /// Remove on exit.
     pub auto_remove: bool,
+    /// `user[:group]` the process runs as, resolved against the container's /etc/passwd at each start (empty =
+    /// root).
+    #[serde(default)]
+    pub user: String,
+    /// CPU limit in billionths of a CPU.
+    #[serde(default)]
+    pub nano_cpus: Option<i64>,
+    /// Whether corrald's init runs as PID 1.
+    #[serde(default)]
+    pub init: bool,
+    /// The `--volumes-from` specs the mounts in `binds` came from (for inspect).
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     /// Creation time (Unix seconds).
     pub created: u64,
     /// Last start (Unix seconds).
@@ -416,6 +466,17 @@ mod tests {
         assert!(!RestartPolicy::parse("no").unwrap().applies(1, 0));
         for bad in ["sometimes", "always:3", "on-failure:x"] {
             assert!(RestartPolicy::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_volumes_from() {
+        let v = VolumesFrom::parse("data:ro").unwrap();
+        assert_eq!((v.container.as_str(), v.readonly), ("data", Some(true)));
+        assert_eq!(VolumesFrom::parse("data:rw").unwrap().readonly, Some(false));
+        assert_eq!(VolumesFrom::parse("data").unwrap().readonly, None);
+        for bad in ["", ":ro", "data:", "data:xx", "data:ro:rw"] {
+            assert!(VolumesFrom::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -24,9 +24,21 @@ struct Cli {
     /// OCI runtime: runc (default) or crun (falls back to runc where crun cannot run), or a path.
     #[arg(long)]
     runtime: Option<String>,
+    /// The static init binary `run --init` runs as PID 1 (default: the first of /usr/bin/tini-static,
+    /// /usr/bin/catatonit, /usr/libexec/podman/catatonit that exists). It runs inside containers, so it must be
+    /// statically linked.
+    #[arg(long)]
+    init_path: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Cmd>,
 }
+
+/// Static init binaries from Debian's packages, best first: tini (Docker's docker-init), then Podman's catatonit.
+const INIT_CANDIDATES: [&str; 3] = [
+    "/usr/bin/tini-static",
+    "/usr/bin/catatonit",
+    "/usr/libexec/podman/catatonit",
+];
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -55,11 +67,17 @@ fn daemon(cli: Cli) -> Result<(), String> {
     };
     let state_dir =
         std::path::absolute(&cli.state_dir).map_err(|e| format!("{}: {e}", cli.state_dir.display()))?;
+    let init_path = match cli.init_path {
+        Some(p) if p.is_file() => Some(std::path::absolute(&p).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => return Err(format!("--init-path {}: no such file", p.display())),
+        None => INIT_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()),
+    };
     let (engine, warning) = Engine::new(Config {
         state_dir,
         cni_path,
         runtime: cli.runtime,
         exe,
+        init_path,
     })?;
     if let Some(w) = warning {
         eprintln!("corrald: {w}");
@@ -68,10 +86,14 @@ fn daemon(cli: Cli) -> Result<(), String> {
     let listener = server::bind(&cli.socket)?;
     let running = engine.recover();
     eprintln!(
-        "corrald: listening on {} (state {}, runtime {}, {running} running containers recovered)",
+        "corrald: listening on {} (state {}, runtime {}, init {}, {running} running containers recovered)",
         cli.socket.display(),
         engine.state.display(),
-        engine.runtime.binary.display()
+        engine.runtime.binary.display(),
+        engine
+            .init_path
+            .as_deref()
+            .map_or("none (--init unavailable)".into(), |p| p.display().to_string())
     );
     server::serve(listener, engine);
     Ok(())

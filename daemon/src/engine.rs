@@ -3,7 +3,9 @@
 //! a restarted corrald picks up where the last one stopped (`recover`).
 
 use crate::cni_cmd::parse_publish;
-use crate::container::{valid_name, Bind, Container, CreateRequest, Paths, RestartPolicy, Status, Tmpfs};
+use crate::container::{
+    valid_name, Bind, Container, CreateRequest, Paths, RestartPolicy, Status, Tmpfs, VolumesFrom,
+};
 use crate::image::Store;
 use crate::network::{self, Networks};
 use crate::runtime::OciRuntime;
@@ -68,6 +70,8 @@ pub struct Config {
     pub runtime: Option<String>,
     /// corrald's own binary (re-executed as the shim).
     pub exe: PathBuf,
+    /// The static init binary `--init` runs as PID 1 (tini-static or catatonit), if the node has one.
+    pub init_path: Option<PathBuf>,
 }
 
 /// The engine.
@@ -85,6 +89,8 @@ pub struct Engine {
     pub runtime: OciRuntime,
     /// corrald's binary.
     pub exe: PathBuf,
+    /// The init binary for `--init`.
+    pub init_path: Option<PathBuf>,
     /// Serializes changes to the set of containers, networks and images, and teardowns.
     pub lock: Mutex<()>,
     /// Containers a watcher thread follows.
@@ -145,6 +151,7 @@ impl Engine {
                 volumes: Volumes::open(&state)?,
                 runtime,
                 exe: cfg.exe,
+                init_path: cfg.init_path,
                 lock: Mutex::new(()),
                 watching: Mutex::new(HashSet::new()),
                 events: Events::default(),
@@ -276,7 +283,24 @@ impl Engine {
         if req.pids_limit.is_some_and(|n| n < 1) {
             return Err(ApiError::bad("--pids-limit: at least 1"));
         }
+        if let Some(n) = req.nano_cpus {
+            check_cpus(n, available_cpus()).map_err(ApiError::bad)?;
+        }
+        if req.init && self.init_path.is_none() {
+            return Err(ApiError::bad(
+                "--init: corrald found no init binary (install tini for /usr/bin/tini-static, or catatonit; \
+                 or start corrald with --init-path)",
+            ));
+        }
         let cfg = image.config.config().clone().unwrap_or_default();
+        // Names are resolved against the container's own /etc/passwd at start; the syntax is checked now.
+        let user = if req.user.is_empty() {
+            cfg.user().clone().unwrap_or_default()
+        } else {
+            req.user.clone()
+        };
+        crate::user::UserSpec::parse(&user).map_err(ApiError::bad)?;
+        let shared = self.volumes_from(&req.volumes_from)?;
         let entrypoint = req
             .entrypoint
             .clone()
@@ -331,6 +355,7 @@ impl Engine {
             b.volume = Some(name);
             b.source = v.mountpoint.to_string_lossy().into_owned();
         }
+        let binds = merge_volumes_from(binds, &tmpfs, shared);
         let c = Container {
             id: id.clone(),
             name,
@@ -354,6 +379,10 @@ impl Engine {
             memory: req.memory,
             pids_limit: req.pids_limit,
             auto_remove: req.auto_remove,
+            user,
+            nano_cpus: req.nano_cpus,
+            init: req.init,
+            volumes_from: req.volumes_from.clone(),
             created: crate::file::now(),
             started_at: None,
             shim_pid: None,
@@ -370,6 +399,23 @@ impl Engine {
             return Err(ApiError::internal(format!("{}: {e}", p.dir.display())));
         }
         Ok(json!({ "Id": id, "Warnings": [] }))
+    }
+
+    /// The mounts `--volumes-from` specs share: each container's binds and volumes (not its tmpfs mounts) with
+    /// the spec's mode, if any, in place of theirs. An unknown container is an error.
+    fn volumes_from(&self, specs: &[String]) -> Result<Vec<Bind>, ApiError> {
+        let mut shared = Vec::new();
+        for spec in specs {
+            let from = VolumesFrom::parse(spec).map_err(ApiError::bad)?;
+            let (c, _) = self
+                .find(&from.container)
+                .map_err(|e| ApiError::not_found(format!("--volumes-from: {}", e.message)))?;
+            shared.extend(c.binds.into_iter().map(|mut b| {
+                b.readonly = from.readonly.unwrap_or(b.readonly);
+                b
+            }));
+        }
+        Ok(shared)
     }
 
     /// `GET /containers/{id}/json`.
@@ -396,10 +442,14 @@ impl Engine {
         Ok(bytes.get(offset as usize..).unwrap_or_default().to_vec())
     }
 
-    /// Removes the anonymous volumes of a removed container.
+    /// Removes the anonymous volumes of a removed container that no other container (one that shares them with
+    /// `--volumes-from`) still mounts.
     pub fn remove_anonymous_volumes(&self, c: &Container) {
         for b in c.binds.iter().filter(|b| b.anonymous) {
             if let Some(name) = &b.volume {
+                if self.volume_users(name).iter().any(|user| *user != c.name) {
+                    continue;
+                }
                 if let Err(e) = self.volumes.remove(name) {
                     eprintln!("corrald: container {}: anonymous volume: {e}", c.name);
                 }
@@ -473,6 +523,46 @@ impl Engine {
     }
 }
 
+/// The CPUs corrald may use (its affinity), the most `--cpus` can ask for.
+fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Checks a `--cpus` limit in billionths of a CPU: from 0.01 (the kernel's smallest quota, 1 ms per 100 ms
+/// period) to the CPUs there are, like Docker.
+pub fn check_cpus(nano_cpus: i64, available: usize) -> Result<(), String> {
+    let most = i64::try_from(available)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000_000);
+    if !(10_000_000..=most).contains(&nano_cpus) {
+        return Err(format!(
+            "--cpus: range of CPUs is from 0.01 to {available}.00, as there are only {available} CPUs available"
+        ));
+    }
+    Ok(())
+}
+
+/// The container's own binds plus those shared with `--volumes-from`: a destination the container mounts
+/// itself (`-v` or `--tmpfs`) keeps its own mount, and among shared ones the later `--volumes-from` wins, as
+/// with Docker.
+pub fn merge_volumes_from(own: Vec<Bind>, tmpfs: &[Tmpfs], shared: Vec<Bind>) -> Vec<Bind> {
+    let key = |d: &str| d.trim_end_matches('/').to_string();
+    let taken: HashSet<String> = own
+        .iter()
+        .map(|b| key(&b.destination))
+        .chain(tmpfs.iter().map(|t| key(&t.destination)))
+        .collect();
+    let mut merged: Vec<Bind> = Vec::new();
+    for b in shared
+        .into_iter()
+        .filter(|b| !taken.contains(&key(&b.destination)))
+    {
+        merged.retain(|m| key(&m.destination) != key(&b.destination));
+        merged.push(b);
+    }
+    own.into_iter().chain(merged).collect()
+}
+
 /// The JSON of a container: a `ps` row, or the full `inspect` document.
 pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
     let status = c.status(p);
@@ -511,7 +601,7 @@ pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
         "ImageId": c.image_id,
         "Created": c.created,
         "Args": c.args,
-        "Config": { "Env": c.env, "WorkingDir": c.working_dir },
+        "Config": { "Env": c.env, "WorkingDir": c.working_dir, "User": c.user },
         "State": {
             "Status": state, "Running": status == Status::Running, "ExitCode": code,
             "StartedAt": c.started_at, "ShimPid": c.shim_pid,
@@ -526,10 +616,55 @@ pub fn describe(c: &Container, p: &Paths, full: bool) -> Value {
         "Mounts": c.binds,
         "Tmpfs": c.tmpfs,
         "HostConfig": {
-            "Memory": c.memory, "PidsLimit": c.pids_limit, "AutoRemove": c.auto_remove,
+            "Memory": c.memory, "PidsLimit": c.pids_limit, "NanoCpus": c.nano_cpus, "AutoRemove": c.auto_remove,
+            "Init": c.init, "VolumesFrom": c.volumes_from,
             "RestartPolicy": { "Name": c.restart.name, "MaximumRetryCount": c.restart.max },
         },
         "LogPath": p.log(),
         "RootFs": { "Layers": c.layers, "Upper": p.upper(), "Merged": p.rootfs(), "Mounted": c.mounted },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpus_range_like_docker() {
+        assert!(check_cpus(1_500_000_000, 2).is_ok());
+        assert!(check_cpus(2_000_000_000, 2).is_ok());
+        assert!(check_cpus(10_000_000, 2).is_ok());
+        assert_eq!(
+            check_cpus(2_000_000_001, 2).unwrap_err(),
+            "--cpus: range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
+        );
+        assert!(check_cpus(9_999_999, 2).is_err());
+        assert!(check_cpus(0, 2).is_err());
+    }
+
+    #[test]
+    fn own_mounts_win_over_shared_ones_and_later_sources_over_earlier() {
+        let own = vec![Bind::parse("/h:/data").unwrap()];
+        let tmpfs = vec![Tmpfs::parse("/run").unwrap()];
+        let shared = vec![
+            Bind::parse("/a:/data/").unwrap(),
+            Bind::parse("/a:/run").unwrap(),
+            Bind::parse("/a:/logs").unwrap(),
+            Bind::parse("/b:/logs:ro").unwrap(),
+            Bind::parse("/b:/srv").unwrap(),
+        ];
+        let merged = merge_volumes_from(own, &tmpfs, shared);
+        let got: Vec<(&str, &str, bool)> = merged
+            .iter()
+            .map(|b| (b.source.as_str(), b.destination.as_str(), b.readonly))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/h", "/data", false),
+                ("/b", "/logs", true),
+                ("/b", "/srv", false)
+            ]
+        );
+    }
 }

@@ -20,4 +20,5 @@ pub mod server;
 pub mod shim;
 pub mod supervisor;
 pub mod table;
+pub mod user;
 pub mod volume;

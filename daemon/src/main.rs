@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Run a command in a new container (exits with the container's exit code).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     Ps {
         /// Also stopped and created containers.
@@ -112,7 +112,7 @@ fn main() {
     let sock = socket.as_path();
     let enc = corral_daemon::http::percent_encode;
     let out = match cli.command {
-        Cmd::Run(a) => match client::run(sock, a) {
+        Cmd::Run(a) => match client::run(sock, *a) {
             Ok(code) => std::process::exit(code),
             Err(e) => {
                 eprintln!("corral: {e}");

@@ -6,7 +6,7 @@
 use crate::bundle;
 use crate::container::{read_exit, Container, Paths, Status};
 use crate::engine::{ApiError, ApiResult, Engine};
-use crate::{file, netns, rootfs};
+use crate::{file, netns, rootfs, user};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -132,6 +132,15 @@ impl Engine {
             c.mounted = true;
             c.save(p).map_err(internal)?;
         }
+        // The user from the container's own /etc/passwd and /etc/group (its upper dir included: a user added by
+        // an earlier run counts), before anything is attached; an unknown name is the client's error.
+        let user_spec = user::UserSpec::parse(&c.user).map_err(ApiError::bad)?;
+        let exec_user = user::resolve_in_rootfs(&user_spec, &p.rootfs()).map_err(ApiError::bad)?;
+        let init = match (&self.init_path, c.init) {
+            (Some(path), true) => Some(path.as_path()),
+            (None, true) => return Err(ApiError::bad("--init: corrald has no init binary")),
+            (_, false) => None,
+        };
         let ns = self.netns_path(&c.id);
         let attach = c.network != "host" && !c.attached;
         if attach {
@@ -154,7 +163,8 @@ impl Engine {
         ] {
             file::write_replace(&p.etc(name), text.as_bytes()).map_err(internal)?;
         }
-        let spec = bundle::spec(c, p, (c.network != "host").then_some(ns.as_path())).map_err(internal)?;
+        let netns = (c.network != "host").then_some(ns.as_path());
+        let spec = bundle::spec(c, p, netns, &exec_user, init).map_err(internal)?;
         std::fs::create_dir_all(p.bundle()).map_err(internal)?;
         file::replace_json(&p.bundle().join("config.json"), &spec).map_err(internal)?;
         let mut go = self.spawn_shim(c, p)?;
