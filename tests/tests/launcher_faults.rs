@@ -476,3 +476,32 @@ fn a_taken_host_port_is_refused_up_front_and_creates_nothing() {
     serve(&l, img, "late", 9090, "late-page");
     assert_eq!(fetch(&l, 9090).trim(), "late-page");
 }
+
+#[test]
+fn bad_specs_are_refused_with_a_clear_error_and_create_nothing() {
+    let l = Launcher::new();
+    let img = l.image();
+    for (args, needle) in [
+        (vec!["-p", "99999:80"], "-p 99999:80: want"),
+        (vec!["-p", "8080:80/icmp"], "-p 8080:80/icmp: want"),
+        (vec!["-p", "nohost:8080:80"], "-p nohost:8080:80: want"),
+        (vec!["-v", "/srv:relative"], "-v /srv:relative: want"),
+        (vec!["-v", "/srv:/x:rx"], "-v /srv:/x:rx: want"),
+        (vec!["-v", "bad/name:/x"], "-v bad/name:/x: invalid volume name"),
+        (vec!["--tmpfs", "run"], "--tmpfs run: want"),
+        (
+            vec!["-v", "data:/x", "-v", "/nonexistent/corral:/y"],
+            "bind source path does not exist",
+        ),
+    ] {
+        let mut cmd = vec!["run", "-d"];
+        cmd.extend(args);
+        cmd.extend([img, "true"]);
+        l.fails(&cmd, needle);
+    }
+    assert!(all_names(&l).is_empty());
+    assert!(dir_names(&l.state().join("containers")).is_empty());
+    // The named volume of the refused run was not created either: volumes come last.
+    assert!(l.volume_dirs().is_empty(), "{:?}", l.volume_dirs());
+    assert!(l.mounts_under_dir().is_empty());
+}
