@@ -119,6 +119,13 @@ pub enum NetworkVerb {
     },
     /// List networks.
     Ls,
+    /// Show networks' details as JSON: conflist, subnet, gateway, bridge, and the containers with their
+    /// addresses.
+    Inspect {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Remove a network no container uses.
     Rm {
         /// Network names.
@@ -253,40 +260,84 @@ pub fn run(socket: &Path, a: RunArgs) -> Result<i32, String> {
         println!("{id}");
         return Ok(0);
     }
+    let code = follow(socket, &id, None, &mut std::io::stdout())?;
+    if a.rm {
+        api(socket, "DELETE", &format!("/containers/{id}?force=1"), Body::None)?;
+    }
+    code.ok_or_else(|| "corrald returned no exit code".into())
+}
+
+/// Copies a container's log to `out` as it grows until the container exits (`run` attached, `logs -f`),
+/// starting with its last `tail` lines (all without); returns its exit code, or None for a container that was
+/// never started (its log is copied once). The log is read every 50 ms; a `wait` call in a thread wakes the
+/// loop as soon as the container exits, for the last chunk.
+pub fn follow(
+    socket: &Path,
+    key: &str,
+    tail: Option<usize>,
+    out: &mut impl Write,
+) -> Result<Option<i32>, String> {
+    let key = percent_encode(key);
     let (exited_tx, exited_rx) = std::sync::mpsc::channel();
     let waiter = {
-        let (socket, id) = (socket.to_path_buf(), id.clone());
+        let (socket, key) = (socket.to_path_buf(), key.clone());
         std::thread::spawn(move || {
-            let status = api(&socket, "POST", &format!("/containers/{id}/wait"), Body::None);
+            let status = api(&socket, "POST", &format!("/containers/{key}/wait"), Body::None);
             let _ = exited_tx.send(());
             status
         })
     };
-    let mut offset = 0usize;
-    let mut out = std::io::stdout();
-    let mut exited = false;
+    let first = raw(socket, &format!("/containers/{key}/logs"))?;
+    let mut offset = first.len();
+    write_chunk(out, tail_lines(&first, tail))?;
     loop {
-        let chunk = raw(socket, &format!("/containers/{id}/logs?offset={offset}")).unwrap_or_default();
-        offset += chunk.len();
-        let _ = out.write_all(&chunk);
-        let _ = out.flush();
-        if exited {
-            break;
-        }
-        // Logs are streamed every 50 ms; the exit wakes the loop at once for the last chunk.
-        exited = exited_rx
+        let exited = exited_rx
             .recv_timeout(std::time::Duration::from_millis(50))
             .is_ok()
             || waiter.is_finished();
+        match raw(socket, &format!("/containers/{key}/logs?offset={offset}")) {
+            Ok(chunk) => {
+                offset += chunk.len();
+                write_chunk(out, &chunk)?;
+            }
+            // A `--rm` container is gone once it exited.
+            Err(_) if exited => {}
+            Err(e) => return Err(e),
+        }
+        if exited {
+            break;
+        }
     }
-    let status = waiter.join().map_err(|_| "wait thread panicked".to_string())??;
-    if a.rm {
-        api(socket, "DELETE", &format!("/containers/{id}?force=1"), Body::None)?;
+    let status = waiter.join().map_err(|_| "wait thread panicked".to_string())?;
+    match status {
+        Ok(v) => Ok(v["StatusCode"].as_i64().and_then(|c| i32::try_from(c).ok())),
+        // Never started: there is nothing to follow.
+        Err(e) if e.contains("never started") => Ok(None),
+        Err(e) => Err(e),
     }
-    status["StatusCode"]
-        .as_i64()
-        .map(|c| c as i32)
-        .ok_or_else(|| "corrald returned no exit code".into())
+}
+
+fn write_chunk(out: &mut impl Write, chunk: &[u8]) -> Result<(), String> {
+    out.write_all(chunk)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("write the log: {e}"))
+}
+
+/// The last `n` lines of `log` (a last line without a newline counts); all of it for None.
+pub fn tail_lines(log: &[u8], n: Option<usize>) -> &[u8] {
+    let Some(n) = n else { return log };
+    if n == 0 {
+        return &[];
+    }
+    let body = log.strip_suffix(b"\n").unwrap_or(log);
+    let start = body
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i + 1);
+    &log[start..]
 }
 
 /// The rows as a table, without the last newline (the caller prints it).
@@ -372,6 +423,20 @@ pub fn network(socket: &Path, verb: NetworkVerb) -> Result<String, String> {
                 ]);
             }
             Ok(table(&rows))
+        }
+        NetworkVerb::Inspect { names } => {
+            let docs = names
+                .iter()
+                .map(|n| {
+                    api(
+                        socket,
+                        "GET",
+                        &format!("/networks/{}", percent_encode(n)),
+                        Body::None,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            serde_json::to_string_pretty(&docs).map_err(|e| e.to_string())
         }
         NetworkVerb::Rm { names } => {
             for n in &names {
@@ -516,9 +581,15 @@ pub fn each(
     Ok(out.join("\n"))
 }
 
-/// `corral logs`.
-pub fn logs(socket: &Path, key: &str) -> Result<Vec<u8>, String> {
-    raw(socket, &format!("/containers/{}/logs", percent_encode(key)))
+/// `corral logs [-f] [--tail N]`: the log (its last N lines), then with `follow` what the container writes
+/// until it exits.
+pub fn logs(socket: &Path, key: &str, follow_log: bool, tail: Option<usize>) -> Result<(), String> {
+    let mut out = std::io::stdout();
+    if follow_log {
+        return follow(socket, key, tail, &mut out).map(|_| ());
+    }
+    let log = raw(socket, &format!("/containers/{}/logs", percent_encode(key)))?;
+    write_chunk(&mut out, tail_lines(&log, tail))
 }
 
 /// `corral inspect`.
@@ -576,6 +647,18 @@ mod tests {
         for bad in ["", ".", "-1", "1.5.1", "x", "1e3", "0.0000000001", "99999999999"] {
             assert!(parse_cpus(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tails() {
+        let log = b"a\nb\nc\n";
+        assert_eq!(tail_lines(log, None), log);
+        assert_eq!(tail_lines(log, Some(1)), b"c\n");
+        assert_eq!(tail_lines(log, Some(2)), b"b\nc\n");
+        assert_eq!(tail_lines(log, Some(9)), log);
+        assert_eq!(tail_lines(log, Some(0)), b"");
+        assert_eq!(tail_lines(b"a\nb", Some(1)), b"b");
+        assert_eq!(tail_lines(b"", Some(1)), b"");
     }
 
     #[test]

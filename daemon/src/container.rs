@@ -380,6 +380,16 @@ pub fn shim_alive(pid: i32, id: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The pid of a live shim of container `id`, found among all processes (a shim corrald started but died before
+/// recording).
+pub fn find_shim(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| shim_alive(*pid, id))
+}
+
 impl Container {
     /// The status, from the shim's files and whether the shim lives. A shim that died without writing an exit
     /// file counts as exit code 255.

@@ -6,6 +6,7 @@ use crate::cni_cmd::parse_publish;
 use crate::container::{
     valid_name, Bind, Container, CreateRequest, Paths, RestartPolicy, Status, Tmpfs, VolumesFrom,
 };
+use crate::failpoint;
 use crate::image::Store;
 use crate::network::{self, Networks};
 use crate::runtime::OciRuntime;
@@ -243,6 +244,7 @@ impl Engine {
                 "-p needs a network: --net {network} has no published ports"
             )));
         }
+        self.check_ports_free(&id, &ports)?;
         let mut binds = req
             .binds
             .iter()
@@ -392,7 +394,10 @@ impl Engine {
             mounted: false,
         };
         let p = self.paths(&id);
-        let saved = std::fs::create_dir_all(&p.dir).and_then(|_| c.save_durable(&p));
+        let saved = std::fs::create_dir_all(&p.dir).and_then(|_| {
+            failpoint::hit(failpoint::CREATE_RECORD);
+            c.save_durable(&p)
+        });
         if let Err(e) = saved {
             let _ = std::fs::remove_dir_all(&p.dir);
             self.remove_anonymous_volumes(&c);
@@ -416,6 +421,30 @@ impl Engine {
             }));
         }
         Ok(shared)
+    }
+
+    /// Refuses host ports that another container publishes (one that runs or is still attached: an exited
+    /// container waiting for its restart keeps its ports) or that a process in corrald's network namespace
+    /// listens on. Called under the engine lock, at create and again at start: nothing is created or attached
+    /// when it fails.
+    pub fn check_ports_free(&self, id: &str, ports: &[Value]) -> Result<(), ApiError> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let holders: Vec<Container> = self
+            .all()
+            .into_iter()
+            .filter(|c| c.id != id && !c.ports.is_empty())
+            .filter(|c| c.attached || c.status(&self.paths(&c.id)) == Status::Running)
+            .collect();
+        let owners = holders.iter().map(|c| (c.name.as_str(), c.ports.as_slice()));
+        if let Some(msg) = crate::ports::taken_by_container(ports, owners) {
+            return Err(ApiError::conflict(msg));
+        }
+        if let Some(msg) = crate::ports::taken_on_node(ports) {
+            return Err(ApiError::conflict(msg));
+        }
+        Ok(())
     }
 
     /// `GET /containers/{id}/json`.

@@ -5,7 +5,6 @@
 use clap::{Parser, Subcommand};
 use corral_daemon::client::{self, ImageVerb, NetworkVerb, RunArgs, VolumeVerb};
 use corral_daemon::{cni_cmd, nat_cmd};
-use std::io::Write;
 use std::path::Path;
 
 /// corral: container networking toolkit and container launcher.
@@ -58,6 +57,12 @@ enum Cmd {
     },
     /// Print a container's output (stdout and stderr).
     Logs {
+        /// Keep printing what the container writes until it exits.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of what is already there.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
         /// Name or id.
         container: String,
     },
@@ -137,10 +142,11 @@ fn main() {
         Cmd::Rm { force, containers } => client::each(sock, &containers, "DELETE", |k| {
             format!("/containers/{k}?force={}", u8::from(force))
         }),
-        Cmd::Logs { container } => client::logs(sock, &container).map(|b| {
-            let _ = std::io::stdout().write_all(&b);
-            String::new()
-        }),
+        Cmd::Logs {
+            follow,
+            tail,
+            container,
+        } => client::logs(sock, &container, follow, tail).map(|()| String::new()),
         Cmd::Inspect { containers } => client::inspect(sock, &containers),
         Cmd::Wait { containers } => client::wait(sock, &containers),
         Cmd::Network { verb } => client::network(sock, verb),

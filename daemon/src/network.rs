@@ -58,11 +58,19 @@ fn loopback_list() -> Result<Conflist, String> {
 }
 
 /// The subnet of a conflist (first range of the first plugin's IPAM).
-fn subnet_of(list: &Value) -> Option<Ipv4Net> {
+pub fn subnet_of(list: &Value) -> Option<Ipv4Net> {
     list["plugins"][0]["ipam"]["ranges"][0][0]["subnet"]
         .as_str()?
         .parse()
         .ok()
+}
+
+/// The bridge's gateway address: the range's `gateway`, else host-local's default, the subnet's first host.
+pub fn gateway_of(list: &Value) -> Option<std::net::Ipv4Addr> {
+    if let Some(g) = list["plugins"][0]["ipam"]["ranges"][0][0]["gateway"].as_str() {
+        return g.parse().ok();
+    }
+    subnet_of(list)?.hosts().next()
 }
 
 impl Networks {
@@ -243,6 +251,21 @@ impl Networks {
             Err(errors.join("; "))
         }
     }
+
+    /// CNI GC of a network: its plugins release what they hold (addresses, NAT entries) for every attachment
+    /// but `eth0` of the containers in `attached`.
+    pub fn gc(&self, network: &str, attached: &[String]) -> Result<(), String> {
+        let list = self.load(network)?;
+        let valid: Vec<corral_cni::Attachment> = attached
+            .iter()
+            .map(|id| corral_cni::Attachment {
+                container_id: id.clone(),
+                ifname: "eth0".into(),
+            })
+            .collect();
+        list.gc(&self.runtime, &valid)
+            .map_err(|e| format!("network {network}: GC: {e}"))
+    }
 }
 
 fn attachment(id: &str, netns: &Path, ifname: &str, ports: &[Value]) -> Attachment {
@@ -299,6 +322,7 @@ mod tests {
             .collect();
         assert_eq!(types, ["bridge", "portmap"]);
         assert_eq!(subnet_of(&v).unwrap().to_string(), "10.88.0.0/16");
+        assert_eq!(gateway_of(&v).unwrap().to_string(), "10.88.0.1");
         assert_eq!(
             first_ip(&json!({"ips":[{"address":"10.88.0.2/16"}]})).unwrap(),
             "10.88.0.2"

@@ -161,6 +161,7 @@ fn route(req: &Request, r: &mut BufReader<UnixStream>, engine: &Arc<Engine>) -> 
             reply(201, res)
         }
         ("GET", ["networks"]) => reply(200, network_list(engine)),
+        ("GET", ["networks", name]) => reply(200, network_inspect(engine, name)),
         ("DELETE", ["networks", name]) => reply(204, network_remove(engine, name)),
         ("POST", ["images", "import"]) => reply(200, image_import(engine, req, r)),
         ("GET", ["images", "json"]) => reply(
@@ -222,6 +223,38 @@ fn network_list(engine: &Engine) -> ApiResult {
             })
             .collect(),
     ))
+}
+
+/// `GET /networks/{name}`: the conflist, subnet, gateway and bridge, and the containers on it with their
+/// state and address (`null` while not attached).
+fn network_inspect(engine: &Engine, name: &str) -> ApiResult {
+    let conflist = engine
+        .networks
+        .list()
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .ok_or_else(|| ApiError::not_found(format!("no such network: {name}")))?;
+    let containers: Vec<Value> = engine
+        .all()
+        .iter()
+        .filter(|c| c.network == name)
+        .map(|c| {
+            json!({
+                "Name": c.name, "Id": c.id, "State": c.status(&engine.paths(&c.id)).word(),
+                "IPAddress": c.ip, "Ports": c.ports,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "Name": name,
+        "Bridge": conflist["plugins"][0]["bridge"],
+        "Subnet": crate::network::subnet_of(&conflist).map(|s| s.to_string()),
+        "Gateway": crate::network::gateway_of(&conflist).map(|g| g.to_string()),
+        "Containers": containers,
+        "Config": conflist,
+    }))
 }
 
 fn network_remove(engine: &Engine, name: &str) -> ApiResult {

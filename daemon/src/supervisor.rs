@@ -6,7 +6,7 @@
 use crate::bundle;
 use crate::container::{read_exit, Container, Paths, Status};
 use crate::engine::{ApiError, ApiResult, Engine};
-use crate::{file, netns, rootfs, user};
+use crate::{failpoint, file, netns, rootfs, user};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -62,6 +62,10 @@ impl Engine {
                     "container {} is already running",
                     c.name
                 )));
+            }
+            if !c.attached {
+                // A created container may be started long after its create checked its ports.
+                self.check_ports_free(&c.id, &c.ports)?;
             }
             c.stopped = false;
             self.launch_locked(&mut c, &p)?;
@@ -129,6 +133,7 @@ impl Engine {
     fn prepare(self: &Arc<Self>, c: &mut Container, p: &Paths) -> Result<(), ApiError> {
         if !c.mounted {
             rootfs::mount_overlay(&c.layers, &p.upper(), &p.work(), &p.rootfs()).map_err(internal)?;
+            failpoint::hit(failpoint::START_OVERLAY);
             c.mounted = true;
             c.save(p).map_err(internal)?;
         }
@@ -146,6 +151,7 @@ impl Engine {
         if attach {
             netns::delete(&ns).map_err(internal)?;
             netns::create(&ns).map_err(internal)?;
+            failpoint::hit(failpoint::START_NETNS);
             c.attached = true;
             c.save(p).map_err(internal)?;
         }
@@ -178,6 +184,7 @@ impl Engine {
                     c.attached = false;
                     ApiError::internal(e)
                 })?;
+            failpoint::hit(failpoint::START_CNI);
             c.ip = result.as_ref().and_then(crate::network::first_ip);
             c.cni_result = result;
             c.save(p).map_err(internal)?;
@@ -187,7 +194,9 @@ impl Engine {
         // This container's hosts file and its peers' now name each other.
         self.refresh_hosts(&c.network);
         go.write_all(b"start\n")
-            .map_err(|e| internal(format!("the shim ended before the start: {e}")))
+            .map_err(|e| internal(format!("the shim ended before the start: {e}")))?;
+        failpoint::hit(failpoint::START_SENT);
+        Ok(())
     }
 
     /// Starts the shim, which has the runtime create the container and then waits for `start` on the pipe
@@ -212,6 +221,7 @@ impl Engine {
             .process_group(0)
             .spawn()
             .map_err(|e| internal(format!("start the shim: {e}")))?;
+        failpoint::hit(failpoint::START_SHIM);
         c.shim_pid = i32::try_from(child.id()).ok();
         c.started_at = Some(file::now());
         let go = child.stdin.take();
@@ -321,12 +331,21 @@ impl Engine {
         });
     }
 
-    /// After a restart: watch running containers; the watcher finishes the teardown (or applies the restart
-    /// policy) of those that exited meanwhile.
+    /// After a restart (corrald may have been killed at any point): removes what a dead create left, watches
+    /// running containers (their watcher finishes the teardown, or applies the restart policy, of those that
+    /// exited meanwhile), adopts a shim whose start was not recorded, undoes a start cut short, and then frees
+    /// what no record accounts for (`collect_orphans`). Returns how many containers run.
     pub fn recover(self: &Arc<Self>) -> usize {
+        self.remove_unrecorded();
         let mut running = 0;
         for c in self.all() {
             let p = self.paths(&c.id);
+            if (c.attached || c.mounted) && !p.started().exists() {
+                if self.settle_interrupted_start(c, &p) {
+                    running += 1;
+                }
+                continue;
+            }
             match c.status(&p) {
                 Status::Running => {
                     running += 1;
@@ -336,7 +355,153 @@ impl Engine {
                 _ => {}
             }
         }
+        self.collect_orphans();
         running
+    }
+
+    /// A start that corrald did not see through (it died in `prepare`): the shim, if it got that far, starts
+    /// the container only on corrald's word and gives up when its control pipe closes. If corrald's word was
+    /// sent, the container starts and is adopted (true); otherwise the start is undone and the container stays
+    /// `created`, its `error` file saying why.
+    fn settle_interrupted_start(self: &Arc<Self>, mut c: Container, p: &Paths) -> bool {
+        let shim = c
+            .shim_pid
+            .filter(|pid| crate::container::shim_alive(*pid, &c.id))
+            .or_else(|| crate::container::find_shim(&c.id));
+        if let Some(pid) = shim {
+            self.wait_until(Duration::from_secs(10), || {
+                p.started().exists() || !crate::container::shim_alive(pid, &c.id)
+            });
+            if p.started().exists() {
+                c.shim_pid = Some(pid);
+                if let Err(e) = c.save(p) {
+                    eprintln!("corrald: container {}: save: {e}", c.name);
+                }
+                self.watch(&c.id);
+                return true;
+            }
+        }
+        self.teardown(&c.id);
+        if let Ok(mut c) = Container::load(p) {
+            c.shim_pid = None;
+            c.started_at = None;
+            let _ = std::fs::remove_file(p.exit());
+            if let Err(e) = c.save(p) {
+                eprintln!("corrald: container {}: save: {e}", c.name);
+            }
+        }
+        false
+    }
+
+    /// Container dirs without a record (corrald died in `create`, or the record was lost): their shim and
+    /// runtime state, overlay and network namespace, and the dir itself. Their CNI leftovers go in the GC.
+    fn remove_unrecorded(&self) {
+        let Ok(_g) = self.lock.lock() else { return };
+        let dirs = std::fs::read_dir(self.state.join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten();
+        for e in dirs {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let p = self.paths(&id);
+            if !e.path().is_dir() || Container::load(&p).is_ok() {
+                continue;
+            }
+            eprintln!("corrald: removing container dir {id}: no valid record");
+            if let Some(pid) = crate::container::find_shim(&id) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+            let _ = self.runtime.delete(&id);
+            let cleaned = rootfs::unmount(&p.rootfs()).and_then(|()| {
+                netns::delete(&self.netns_path(&id)).map_err(|e| e.to_string())?;
+                std::fs::remove_dir_all(&p.dir).map_err(|e| format!("{}: {e}", p.dir.display()))
+            });
+            if let Err(e) = cleaned {
+                eprintln!("corrald: container dir {id}: {e}");
+            }
+        }
+    }
+
+    /// Frees what no record accounts for: network namespaces of containers not attached, overlay mounts of
+    /// containers not mounted, runtime state of containers not running, anonymous volumes no container uses,
+    /// and, through CNI GC of every network, the addresses and NAT entries of attachments that are not
+    /// recorded (the loopback list keeps no state and needs none).
+    pub fn collect_orphans(&self) {
+        let Ok(_g) = self.lock.lock() else { return };
+        let records: std::collections::HashMap<String, Container> =
+            self.all().into_iter().map(|c| (c.id.clone(), c)).collect();
+        let netns_dir = self.state.join("netns");
+        for e in std::fs::read_dir(&netns_dir).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if !records.get(&id).is_some_and(|c| c.attached) {
+                eprintln!("corrald: removing network namespace {id}: no attached container");
+                if let Err(err) = netns::delete(&e.path()) {
+                    eprintln!("corrald: network namespace {id}: {err}");
+                }
+            }
+        }
+        for (id, rootfs) in self.overlay_mounts() {
+            if !records.get(&id).is_some_and(|c| c.mounted) {
+                eprintln!("corrald: unmounting the root of container {id}: not mounted per its record");
+                if let Err(err) = rootfs::unmount(&rootfs) {
+                    eprintln!("corrald: {err}");
+                }
+            }
+        }
+        for e in std::fs::read_dir(&self.runtime.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = e.file_name().to_string_lossy().into_owned();
+            let running = records
+                .get(&id)
+                .is_some_and(|c| c.status(&self.paths(&id)) == Status::Running);
+            if e.path().is_dir() && !running {
+                eprintln!("corrald: deleting runtime state of container {id}: not running");
+                if let Err(err) = self.runtime.delete(&id) {
+                    eprintln!("corrald: {err}");
+                }
+            }
+        }
+        for v in self.volumes.list().into_iter().filter(|v| v.anonymous) {
+            if !records
+                .values()
+                .any(|c| c.binds.iter().any(|b| b.volume.as_ref() == Some(&v.name)))
+            {
+                eprintln!("corrald: removing anonymous volume {}: no container", v.name);
+                if let Err(err) = self.volumes.remove(&v.name) {
+                    eprintln!("corrald: volume {}: {err}", v.name);
+                }
+            }
+        }
+        for (network, _) in self.networks.list().unwrap_or_default() {
+            let attached: Vec<String> = records
+                .values()
+                .filter(|c| c.attached && c.network == network)
+                .map(|c| c.id.clone())
+                .collect();
+            if let Err(err) = self.networks.gc(&network, &attached) {
+                eprintln!("corrald: {err}");
+            }
+        }
+    }
+
+    /// The overlay roots mounted under the state dir: (container id, mount point), from this mount namespace's
+    /// mountinfo.
+    fn overlay_mounts(&self) -> Vec<(String, std::path::PathBuf)> {
+        let containers = self.state.join("containers");
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(std::path::PathBuf::from)
+            .filter_map(|m| {
+                let rel = m.strip_prefix(&containers).ok()?;
+                let mut parts = rel.iter();
+                let id = parts.next()?.to_string_lossy().into_owned();
+                (parts.next()? == "rootfs" && parts.next().is_none()).then_some((id, m.clone()))
+            })
+            .collect()
     }
 
     /// `POST /containers/{id}/stop?t=SECONDS`: TERM, then KILL after the timeout; then teardown.

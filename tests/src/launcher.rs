@@ -49,6 +49,10 @@ impl Launcher {
         self.dir.join("state")
     }
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with_env(&[]);
+    }
+    /// Starts corrald with extra environment (`CORRAL_FAIL_AT` for the crash tests).
+    pub fn start_daemon_with_env(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -61,6 +65,7 @@ impl Launcher {
             .arg(self.sock())
             .arg("--state-dir")
             .arg(self.state())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -85,6 +90,22 @@ impl Launcher {
             let _ = c.kill(); // SIGKILL: nsenter execs corrald, so this is corrald itself.
             let _ = c.wait();
         }
+    }
+    /// Whether corrald ended by itself within `secs` (a crash point killed it); reaps it then.
+    pub fn daemon_died_within(&mut self, secs: u64) -> bool {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            let exited = self
+                .daemon
+                .as_mut()
+                .map(|c| c.try_wait().ok().flatten().is_some());
+            if exited != Some(false) {
+                self.daemon = None;
+                return exited.is_some();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
     pub fn corral(&self, args: &[&str]) -> Output {
         Command::new(self.bin.join("corral"))
