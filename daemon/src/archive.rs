@@ -129,7 +129,8 @@ impl Archive {
         let mut tar = tar::Archive::new(&f);
         let entries = tar.entries().map_err(|e| format!("not a tar archive: {e}"))?;
         for entry in entries {
-            let entry = entry.map_err(|e| format!("archive is damaged or truncated: {e}"))?;
+            let entry =
+                entry.map_err(|e| format!("not a tar archive, or a damaged or truncated one: {e}"))?;
             let path = entry.path().map_err(|e| format!("archive entry: {e}"))?;
             let key = member_key(&path)?;
             let member = match entry.header().entry_type() {
@@ -205,7 +206,9 @@ impl Archive {
         std::io::copy(&mut r, &mut hash).map_err(|e| format!("read {name}: {e}"))?;
         let actual = format!("sha256:{:x}", hash.finalize());
         if actual != digest {
-            return Err(format!("blob {digest} is corrupt: its content hashes to {actual}"));
+            return Err(format!(
+                "blob {digest} is corrupt: its content hashes to {actual}"
+            ));
         }
         Ok(())
     }
@@ -213,7 +216,7 @@ impl Archive {
     /// A blob's bytes, checked against its descriptor (sha256 and size).
     fn blob(&self, d: &Descriptor) -> Result<Vec<u8>, String> {
         let bytes = self.read(&blob_member(d)?)?;
-        check_digest(&bytes, &d.digest().to_string(), Some(d.size()))?;
+        check_digest(&bytes, d.digest().as_ref(), Some(d.size()))?;
         Ok(bytes)
     }
 }
@@ -317,7 +320,7 @@ fn find_images(a: &Archive) -> Result<Vec<Found>, String> {
                 .layers()
                 .iter()
                 .map(|l| {
-                    check_layer_type(&l.media_type().to_string())?;
+                    check_layer_type(l.media_type().as_ref())?;
                     Ok((
                         blob_member(l)?,
                         Some(l.digest().to_string()),
@@ -325,7 +328,7 @@ fn find_images(a: &Archive) -> Result<Vec<Found>, String> {
                     ))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
-            check_config_type(&manifest.config().media_type().to_string())?;
+            check_config_type(manifest.config().media_type().as_ref())?;
             out.push(found(Some(manifest_bytes), config, layers, names)?);
         }
     } else if !docker.is_empty() {
@@ -587,9 +590,9 @@ impl Store {
             }
             let member = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
             docker.push(serde_json::json!({
-                "Config": member(&manifest.config().digest().to_string()),
+                "Config": member(manifest.config().digest().as_ref()),
                 "RepoTags": names,
-                "Layers": manifest.layers().iter().map(|l| member(&l.digest().to_string())).collect::<Vec<_>>(),
+                "Layers": manifest.layers().iter().map(|l| member(l.digest().as_ref())).collect::<Vec<_>>(),
             }));
             // JSON values (sorted maps) rather than oci-spec's annotation HashMap: the same images give the same
             // archive, byte for byte.
@@ -734,5 +737,126 @@ mod tests {
             "a/b/layer.tar"
         );
         assert!(member_key(Path::new("../etc/passwd")).is_err());
+    }
+
+    /// A tar file in the temp dir with these members.
+    fn tar_of(members: &[(String, Vec<u8>)]) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "corral-archive-{}.tar",
+            crate::file::random_hex(6).unwrap()
+        ));
+        let mut b = tar::Builder::new(std::fs::File::create(&p).unwrap());
+        for (name, bytes) in members {
+            append(&mut b, name, bytes.len() as u64, &mut bytes.as_slice()).unwrap();
+        }
+        b.into_inner().unwrap();
+        p
+    }
+
+    fn blob(members: &mut Vec<(String, Vec<u8>)>, media_type: &str, bytes: Vec<u8>) -> Value {
+        let digest = format!("sha256:{:x}", Sha256::digest(&bytes));
+        let v = serde_json::json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+        members.push((format!("blobs/sha256/{}", &digest[7..]), bytes));
+        v
+    }
+
+    fn images_of(members: &[(String, Vec<u8>)]) -> Result<Vec<Found>, String> {
+        let p = tar_of(members);
+        let scratch = p.with_extension("scratch");
+        let res = Archive::open(&p, &scratch).and_then(|a| find_images(&a));
+        let _ = std::fs::remove_file(&p);
+        let _ = std::fs::remove_file(&scratch);
+        res
+    }
+
+    /// An OCI layout: index.json → a multi-platform index (arm64 absent, amd64 present) → a manifest.
+    fn oci_layout(layer_type: &str) -> Vec<(String, Vec<u8>)> {
+        let mut m = Vec::new();
+        let layer = blob(&mut m, layer_type, b"layer".to_vec());
+        let diff = format!("sha256:{:x}", Sha256::digest(b"layer"));
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff]}});
+        let cfg = blob(
+            &mut m,
+            "application/vnd.oci.image.config.v1+json",
+            config.to_string().into_bytes(),
+        );
+        let manifest = serde_json::json!({"schemaVersion": 2, "config": cfg, "layers": [layer]});
+        let mut md = blob(
+            &mut m,
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.to_string().into_bytes(),
+        );
+        md["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+        let arm = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1,
+            "digest": format!("sha256:{}", "0".repeat(64)), "platform": {"os": "linux", "architecture": "arm64"}});
+        let inner = serde_json::json!({"schemaVersion": 2, "manifests": [arm, md]});
+        let mut id = blob(
+            &mut m,
+            "application/vnd.oci.image.index.v1+json",
+            inner.to_string().into_bytes(),
+        );
+        id["annotations"] = serde_json::json!({REF_NAME: "1", CONTAINERD_NAME: "docker.io/library/app:1"});
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [id]});
+        m.push(("index.json".into(), index.to_string().into_bytes()));
+        m
+    }
+
+    #[test]
+    fn finds_the_amd64_image_through_nested_indexes() {
+        let found = images_of(&oci_layout("application/vnd.oci.image.layer.v1.tar")).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].names, vec!["app:1"]);
+        assert_eq!(found[0].layers.len(), 1);
+        assert!(found[0].manifest.is_some());
+        let e = images_of(&oci_layout("application/vnd.oci.image.layer.v1.tar+zstd"))
+            .err()
+            .unwrap();
+        assert!(e.contains("zstd"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_corrupt_blob_and_a_missing_one() {
+        let mut m = oci_layout("application/vnd.oci.image.layer.v1.tar");
+        let config = m
+            .iter_mut()
+            .find(|(_, b)| b.starts_with(b"{\"architecture"))
+            .unwrap();
+        config.1.push(b' ');
+        let e = images_of(&m).err().unwrap();
+        assert!(e.contains("is corrupt") || e.contains("bytes"), "{e}");
+        let mut m = oci_layout("application/vnd.oci.image.layer.v1.tar");
+        m.retain(|(_, b)| !b.starts_with(b"{\"architecture"));
+        assert!(images_of(&m)
+            .err()
+            .unwrap()
+            .contains("the archive has no blobs/sha256/"));
+        assert!(images_of(&[("x".into(), b"y".to_vec())])
+            .err()
+            .unwrap()
+            .contains("not an image archive"));
+    }
+
+    #[test]
+    fn reads_docker_save_tarballs() {
+        let diff = format!("sha256:{:x}", Sha256::digest(b"layer"));
+        let config = serde_json::json!({"architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [diff]}})
+        .to_string();
+        let cfg_name = format!("{:x}.json", Sha256::digest(config.as_bytes()));
+        let manifest = serde_json::json!([{"Config": cfg_name, "RepoTags": ["docker.io/library/app:2"],
+            "Layers": ["abc/layer.tar"]}]);
+        let m = vec![
+            (cfg_name.clone(), config.into_bytes()),
+            ("abc/layer.tar".to_string(), b"layer".to_vec()),
+            ("manifest.json".to_string(), manifest.to_string().into_bytes()),
+        ];
+        let found = images_of(&m).unwrap();
+        assert_eq!(found[0].names, vec!["app:2"]);
+        assert_eq!(found[0].layers[0].0, "abc/layer.tar");
+        assert!(found[0].manifest.is_none());
+        let mut bad = m.clone();
+        bad[0].1.push(b' ');
+        assert!(images_of(&bad).err().unwrap().contains("is corrupt"));
     }
 }

@@ -273,6 +273,35 @@ fn loads_an_oci_archive_from_stdin_through_a_nested_index_and_shares_layers() {
     assert_eq!(listing(&l.state().join("layers")).len(), 2);
     let ls = l.ok(&["image", "ls"]);
     assert!(ls.contains("multi:oci") && ls.contains("multi:docker"), "{ls}");
+
+    // An image without any name is stored by id: listed without a reference, run and removed by id. (The
+    // same image under a name would just be that named image, so that one goes first.)
+    l.ok(&["image", "rm", "multi:oci"]);
+    let (_, dir) = oci_archive(&l, "unused:name");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    let nameless = l.dir.join("nameless.tar");
+    tar_dir(&dir, &nameless, false);
+    let out = l.ok(&["load", "-i", nameless.to_str().unwrap()]);
+    let id = out
+        .strip_prefix("Loaded image ID: sha256:")
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .to_string();
+    let row = l
+        .ok(&["image", "ls"])
+        .lines()
+        .find(|r| r.contains(&id[..12]))
+        .map(str::to_string)
+        .unwrap();
+    assert!(row.starts_with('-'), "{row}");
+    assert_runs_as_built(&l, &id[..12]);
+    l.ok(&["image", "rm", &id[..12]]);
+    assert!(!l.ok(&["image", "ls"]).contains(&id[..12]));
 }
 
 #[test]
@@ -376,7 +405,7 @@ fn corrupt_truncated_and_mismatched_archives_are_refused_and_store_nothing() {
     // Not an archive at all, and a bare OCI tag without a repository.
     let junk = l.dir.join("junk.tar");
     std::fs::write(&junk, b"not a tar").unwrap();
-    l.fails(&["load", "-i", junk.to_str().unwrap()], "");
+    l.fails(&["load", "-i", junk.to_str().unwrap()], "not a tar archive");
     let (_, dir) = oci_archive(&l, "x:y");
     let mut index: Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     index["manifests"][0]["annotations"] = json!({"org.opencontainers.image.ref.name": "latest"});
