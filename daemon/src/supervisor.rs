@@ -115,6 +115,10 @@ impl Engine {
             rootfs::mount_overlay(&c.layers, &p.upper(), &p.work(), &p.rootfs()).map_err(internal)?;
             c.mounted = true;
             c.save(p).map_err(internal)?;
+            for b in c.binds.iter().filter(|b| b.is_volume()) {
+                crate::volume::seed_from_image(&p.rootfs(), &b.destination, std::path::Path::new(&b.source))
+                    .map_err(internal)?;
+            }
         }
         let ns = self.netns_path(&c.id);
         if c.network != "host" && !c.attached {

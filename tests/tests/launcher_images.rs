@@ -39,7 +39,7 @@ fn tar_dir(dir: &Path, out: &Path, gzip: bool) {
 }
 
 /// The two layers of the test image, as plain tars: (path, diff id) each.
-/// Layer 1: busybox with its applets, `/etc/gone.txt`, `/opq/lower.txt`, `/keep/lower.txt`.
+/// Layer 1: busybox with its applets, `/etc/gone.txt`, `/opq/lower.txt`, `/keep/lower.txt`, `/vol/sub/seed.txt`.
 /// Layer 2: `/added.txt`, a whiteout of `/etc/gone.txt`, `/opq` made opaque with `/opq/upper.txt` in it.
 /// Built once per test: a rebuilt tar would carry new mtimes, hence another diff id.
 fn layers(l: &Launcher) -> Vec<(PathBuf, String)> {
@@ -63,6 +63,8 @@ fn layers(l: &Launcher) -> Vec<(PathBuf, String)> {
     std::fs::write(one.join("etc/gone.txt"), "deleted by layer 2\n").unwrap();
     std::fs::write(one.join("opq/lower.txt"), "hidden by the opaque dir\n").unwrap();
     std::fs::write(one.join("keep/lower.txt"), "still here\n").unwrap();
+    std::fs::create_dir_all(one.join("vol/sub")).unwrap();
+    std::fs::write(one.join("vol/sub/seed.txt"), "seeded from the image\n").unwrap();
     for d in ["etc", "opq"] {
         std::fs::create_dir_all(two.join(d)).unwrap();
     }
@@ -436,12 +438,31 @@ fn an_image_volume_is_an_anonymous_volume_that_goes_with_the_container() {
     assert_eq!(vol["anonymous"], true, "{doc}");
     let name = vol["volume"].as_str().unwrap().to_string();
     assert_eq!(l.volume_dirs(), vec![name.clone()]);
-    // It is the volume's data dir that /vol shows.
+    // It is the volume's data dir that /vol shows, seeded with the image's /vol.
+    let data = l.state().join("volumes").join(&name).join("_data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("sub/seed.txt")).unwrap(),
+        "seeded from the image\n"
+    );
     l.ok(&["exec", "v", "sh", "-c", "echo in-volume > /vol/f"]);
-    let data = l.state().join("volumes").join(&name).join("_data/f");
-    assert_eq!(std::fs::read_to_string(data).unwrap(), "in-volume\n");
+    assert_eq!(std::fs::read_to_string(data.join("f")).unwrap(), "in-volume\n");
     l.ok(&["rm", "-f", "v"]);
     assert!(l.volume_dirs().is_empty(), "{:?}", l.volume_dirs());
+    // A new named volume is seeded too; one with content keeps it.
+    let out = l.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "named:/vol",
+        "multi:docker",
+        "sh",
+        "-c",
+        "cat /vol/sub/seed.txt; rm -r /vol/sub; echo mine > /vol/own",
+    ]);
+    assert_eq!(out, "seeded from the image\n");
+    let out = l.ok(&["run", "--rm", "-v", "named:/vol", "multi:docker", "ls", "/vol"]);
+    assert_eq!(out, "own\n");
+    l.ok(&["volume", "rm", "named"]);
     // A --tmpfs (or -v) on the VOLUME's path replaces it: no volume is created.
     let out = l.ok(&[
         "run",
