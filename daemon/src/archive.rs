@@ -83,13 +83,18 @@ pub fn check_layer_type(media_type: &str) -> Result<(), String> {
     }
 }
 
-/// A path inside an archive, as a key: `./a//b` → `a/b`; `..` is refused.
+/// A path inside an archive, as a key: `./a//b/../c` → `a/c`; climbing above the archive's root is refused.
 fn member_key(path: &Path) -> Result<String, String> {
     let mut parts = Vec::new();
     for c in path.components() {
         match c {
             Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
-            Component::ParentDir => return Err(format!("archive entry {} climbs out", path.display())),
+            // `<id>/../<hex>.tar`, as docker-save symlinks point at shared layers; never above the root.
+            Component::ParentDir => {
+                parts
+                    .pop()
+                    .ok_or_else(|| format!("archive entry {} climbs out", path.display()))?;
+            }
             _ => {}
         }
     }
@@ -736,7 +741,9 @@ mod tests {
             member_key(Path::new("./a//b/layer.tar")).unwrap(),
             "a/b/layer.tar"
         );
+        assert_eq!(member_key(Path::new("abc/../def.tar")).unwrap(), "def.tar");
         assert!(member_key(Path::new("../etc/passwd")).is_err());
+        assert!(member_key(Path::new("a/../../etc/passwd")).is_err());
     }
 
     /// A tar file in the temp dir with these members.

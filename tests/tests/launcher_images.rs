@@ -477,3 +477,112 @@ fn an_image_volume_is_an_anonymous_volume_that_goes_with_the_container() {
     assert!(out.contains("tmpfs"), "{out}");
     assert!(l.volume_dirs().is_empty(), "{:?}", l.volume_dirs());
 }
+
+/// `podman` with private storage, config and temp dirs under `dir`, in a private mount namespace with tmpfs
+/// over /run, /var/lib and /var/tmp (whatever its config says, podman writes its blob-info cache under
+/// /var/lib/containers, network state under /run and copies under /var/tmp), and its network config dir (lock
+/// files) under `dir` too: nothing of the machine's changes.
+fn podman(dir: &Path, args: &[&str]) -> String {
+    for d in ["storage", "run", "tmp", "net"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    let r = dir.display();
+    std::fs::write(
+        dir.join("storage.conf"),
+        format!("[storage]\ndriver = \"vfs\"\ngraphroot = \"{r}/storage\"\nrunroot = \"{r}/run\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("containers.conf"),
+        format!(
+            "[engine]\nevents_logger = \"none\"\ntmp_dir = \"{r}/tmp\"\nimage_copy_tmp_dir = \"{r}/tmp\"\n\
+             [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{r}/net\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("registries.conf"), "").unwrap();
+    // `mount -n`: /run/mount/utab stays untouched (and /run is the first to be covered).
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -n -t tmpfs tmpfs /run && mount -n -t tmpfs tmpfs /var/lib && mount -n -t tmpfs tmpfs /var/tmp && exec podman \"$@\"")
+        .arg("podman")
+        .args(args)
+        .env("CONTAINERS_STORAGE_CONF", dir.join("storage.conf"))
+        .env("CONTAINERS_CONF", dir.join("containers.conf"))
+        .env("CONTAINERS_REGISTRIES_CONF", dir.join("registries.conf"))
+        .env("TMPDIR", dir.join("tmp"));
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "podman {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn loads_archives_written_by_podman() {
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("podman is not installed: skipped");
+        return;
+    }
+    let l = Launcher::new();
+    let pod = l.dir.join("podman");
+    let rootfs = layers(&l)[0].0.clone();
+    podman(
+        &pod,
+        &[
+            "import",
+            "--change",
+            "CMD [\"cat\", \"/keep/lower.txt\"]",
+            "--change",
+            "ENV PATH=/bin",
+            rootfs.to_str().unwrap(),
+            "localhost/podbb:1",
+        ],
+    );
+    for (format, file) in [("oci-archive", "oci.tar"), ("docker-archive", "docker.tar")] {
+        let out = pod.join(file);
+        podman(
+            &pod,
+            &[
+                "save",
+                "--format",
+                format,
+                "-o",
+                out.to_str().unwrap(),
+                "localhost/podbb:1",
+            ],
+        );
+        let loaded = l.ok(&["load", "-i", out.to_str().unwrap()]);
+        assert_eq!(loaded, "Loaded image: localhost/podbb:1\n", "{format}");
+        assert_eq!(
+            l.ok(&["run", "--rm", "localhost/podbb:1"]),
+            "still here\n",
+            "{format}"
+        );
+        l.ok(&["image", "rm", "localhost/podbb:1"]);
+    }
+    // And podman loads what corral saves.
+    l.ok(&["load", "-i", pod.join("docker.tar").to_str().unwrap()]);
+    let saved = l.dir.join("corral-saved.tar");
+    l.ok(&["save", "-o", saved.to_str().unwrap(), "localhost/podbb:1"]);
+    podman(&pod, &["rmi", "localhost/podbb:1"]);
+    let out = podman(&pod, &["load", "-i", saved.to_str().unwrap()]);
+    assert!(out.contains("localhost/podbb:1"), "{out}");
+    podman(&pod, &["rmi", "localhost/podbb:1"]);
+    // Through each of podman's readers (a local transport: nothing is fetched).
+    for (transport, name) in [
+        ("oci-archive", "localhost/podbb:1"),
+        ("docker-archive", "localhost/podbb:1"),
+    ] {
+        podman(
+            &pod,
+            &["pull", "-q", &format!("{transport}:{}:{name}", saved.display())],
+        );
+        let config = podman(&pod, &["image", "inspect", "--format", "{{.Config.Cmd}}", name]);
+        assert_eq!(config.trim(), "[cat /keep/lower.txt]", "{transport}");
+        podman(&pod, &["rmi", name]);
+    }
+}
