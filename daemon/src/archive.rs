@@ -262,8 +262,10 @@ struct Found {
     manifest: Option<Vec<u8>>,
     config: Vec<u8>,
     diff_ids: Vec<String>,
-    /// Archive member, digest when the archive names one, media type.
-    layers: Vec<(String, Option<String>, String)>,
+    /// The manifest's media type (OCI or docker), for the index entry.
+    media_type: MediaType,
+    /// Archive member of each layer, and its digest when the archive names one.
+    layers: Vec<(String, Option<String>)>,
     names: Vec<String>,
 }
 
@@ -326,15 +328,12 @@ fn find_images(a: &Archive) -> Result<Vec<Found>, String> {
                 .iter()
                 .map(|l| {
                     check_layer_type(l.media_type().as_ref())?;
-                    Ok((
-                        blob_member(l)?,
-                        Some(l.digest().to_string()),
-                        l.media_type().to_string(),
-                    ))
+                    Ok((blob_member(l)?, Some(l.digest().to_string())))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             check_config_type(manifest.config().media_type().as_ref())?;
-            out.push(found(Some(manifest_bytes), config, layers, names)?);
+            let media_type = manifest.media_type().clone().unwrap_or(MediaType::ImageManifest);
+            out.push(found(Some((manifest_bytes, media_type)), config, layers, names)?);
         }
     } else if !docker.is_empty() {
         for e in docker {
@@ -349,7 +348,7 @@ fn find_images(a: &Archive) -> Result<Vec<Found>, String> {
                 .map(|l| {
                     let m = member_key(Path::new(l))?;
                     let digest = m.starts_with("blobs/").then(|| digest_in_path(&m)).flatten();
-                    Ok((m, digest, String::new()))
+                    Ok((m, digest))
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             let names = e
@@ -378,9 +377,9 @@ fn check_config_type(t: &str) -> Result<(), String> {
 }
 
 fn found(
-    manifest: Option<Vec<u8>>,
+    manifest: Option<(Vec<u8>, MediaType)>,
     config: Vec<u8>,
-    layers: Vec<(String, Option<String>, String)>,
+    layers: Vec<(String, Option<String>)>,
     mut names: Vec<String>,
 ) -> Result<Found, String> {
     let parsed: ImageConfiguration = parse("image config", &config)?;
@@ -394,8 +393,13 @@ fn found(
     }
     names.sort();
     names.dedup();
+    let (manifest, media_type) = match manifest {
+        Some((bytes, t)) => (Some(bytes), t),
+        None => (None, MediaType::ImageManifest),
+    };
     Ok(Found {
         manifest,
+        media_type,
         config,
         diff_ids,
         layers,
@@ -478,7 +482,7 @@ impl Store {
         for image in images {
             let mut blobs = Vec::new();
             let mut kept_as_is = true;
-            for ((member, digest, _), diff_id) in image.layers.iter().zip(&image.diff_ids) {
+            for ((member, digest), diff_id) in image.layers.iter().zip(&image.diff_ids) {
                 if let Some(d) = digest {
                     a.check_member(member, d)?;
                 }
@@ -514,11 +518,14 @@ impl Store {
             let config = self.write_new_blob(&image.config, created)?;
             // The archive's own manifest when every layer is stored as it came (the id stays the same);
             // else one naming the stored gzip layers.
-            let manifest = match &image.manifest {
-                Some(m) if kept_as_is => self.write_new_blob(m, created)?,
-                _ => self.write_new_blob(&manifest_bytes((&config.0, config.1), &blobs)?, created)?,
+            let (manifest, media_type) = match &image.manifest {
+                Some(m) if kept_as_is => (self.write_new_blob(m, created)?, image.media_type.clone()),
+                _ => (
+                    self.write_new_blob(&manifest_bytes((&config.0, config.1), &blobs)?, created)?,
+                    MediaType::ImageManifest,
+                ),
             };
-            add_to_index(&mut index, manifest.clone(), &image.names)?;
+            add_to_index(&mut index, manifest.clone(), media_type, &image.names)?;
             loaded.push(Loaded {
                 id: manifest.0,
                 names: image.names,
@@ -602,7 +609,7 @@ impl Store {
             // JSON values (sorted maps) rather than oci-spec's annotation HashMap: the same images give the same
             // archive, byte for byte.
             let entry = |name: Option<&String>| -> Result<Value, String> {
-                let d = Descriptor::new(MediaType::ImageManifest, desc.size(), desc.digest().clone());
+                let d = Descriptor::new(desc.media_type().clone(), desc.size(), desc.digest().clone());
                 let mut v = serde_json::to_value(&d).map_err(|e| e.to_string())?;
                 if let Some(n) = name {
                     v["annotations"] = serde_json::json!({ REF_NAME: n, CONTAINERD_NAME: n });

@@ -476,8 +476,13 @@ pub fn save(socket: &Path, a: SaveArgs) -> Result<(), String> {
                         .into(),
                 );
             }
-            let (status, body) = crate::http::call_into(socket, "GET", &path, &mut std::io::stdout().lock())
-                .map_err(|e| e.to_string())?;
+            let (status, body) = crate::http::call_into(
+                socket,
+                "GET",
+                &path,
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
+            )
+            .map_err(|e| e.to_string())?;
             if status >= 400 {
                 return Err(fail(status, &body));
             }

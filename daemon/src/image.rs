@@ -220,11 +220,16 @@ pub fn manifest_bytes(config: (&str, u64), layers: &[(String, u64)]) -> Result<V
 
 /// Adds a manifest (digest, size) to the index under each name (a name moves from the image that had it); an
 /// image without names is listed once, by id.
-pub fn add_to_index(index: &mut ImageIndex, manifest: (String, u64), names: &[String]) -> Result<(), String> {
+pub fn add_to_index(
+    index: &mut ImageIndex,
+    manifest: (String, u64),
+    media_type: MediaType,
+    names: &[String],
+) -> Result<(), String> {
     let mut manifests = index.manifests().clone();
     let digest = parse_digest(&manifest.0)?;
     let entry = |name: Option<&String>| {
-        let mut desc = Descriptor::new(MediaType::ImageManifest, manifest.1, digest.clone());
+        let mut desc = Descriptor::new(media_type.clone(), manifest.1, digest.clone());
         if let Some(n) = name {
             desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), n.clone())])));
         }
@@ -348,7 +353,12 @@ impl Store {
             &[(layer.digest, layer.size)],
         )?)?;
         let mut index = self.index()?;
-        add_to_index(&mut index, manifest.clone(), &[reference])?;
+        add_to_index(
+            &mut index,
+            manifest.clone(),
+            MediaType::ImageManifest,
+            &[reference],
+        )?;
         self.save_index(&index)?;
         Ok(manifest.0)
     }
