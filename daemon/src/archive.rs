@@ -5,7 +5,8 @@
 //! blob is checked against its digest and every layer against the config's `rootfs.diff_ids` before the index
 //! names the image; a failed load removes what it stored. `save` writes one archive that is both layouts.
 
-use crate::image::{add_to_index, manifest_bytes, normalize, ref_name, write_layer_blob, Store, REF_NAME};
+use crate::image::{add_to_index, manifest_bytes, normalize, ref_name, Store, REF_NAME};
+use crate::layer::write_layer_blob;
 use oci_spec::image::{Arch, Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, Os};
 use serde::Deserialize;
 use serde_json::Value;
