@@ -134,6 +134,26 @@ pub enum NetworkVerb {
     },
 }
 
+/// `corral load` arguments.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read the archive (OCI image layout or `docker save` tarball, optionally gzip-compressed) from FILE
+    /// instead of stdin.
+    #[arg(short = 'i', long = "input")]
+    input: Option<PathBuf>,
+}
+
+/// `corral save` arguments.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write the archive to FILE instead of stdout.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Image references or ids.
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
 /// `corral image` verbs.
 #[derive(Debug, Subcommand)]
 pub enum ImageVerb {
@@ -144,6 +164,10 @@ pub enum ImageVerb {
         /// `name[:tag]`.
         reference: String,
     },
+    /// Load images from an OCI image layout archive or a `docker save` tarball (stdin without -i).
+    Load(LoadArgs),
+    /// Save images to an archive that is both an OCI image layout and a `docker save` tarball (stdout without -o).
+    Save(SaveArgs),
     /// List images.
     Ls,
     /// Remove images no container uses.
@@ -464,6 +488,8 @@ pub fn image(socket: &Path, verb: ImageVerb) -> Result<String, String> {
             )?;
             Ok(s(&v["Id"]))
         }
+        ImageVerb::Load(a) => load(socket, a),
+        ImageVerb::Save(a) => save(socket, a).map(|()| String::new()),
         ImageVerb::Ls => {
             let v = api(socket, "GET", "/images/json", Body::None)?;
             let mut rows = vec![["REFERENCE", "IMAGE ID", "SIZE"].map(String::from).to_vec()];
@@ -491,6 +517,102 @@ pub fn image(socket: &Path, verb: ImageVerb) -> Result<String, String> {
             Ok(out.join("\n"))
         }
     }
+}
+
+/// `corral load`: uploads the archive (stdin is first copied to a temporary file: the API wants a
+/// `Content-Length`); one `Loaded image: name:tag` line per name, `Loaded image ID: …` for an image without any.
+pub fn load(socket: &Path, a: LoadArgs) -> Result<String, String> {
+    use std::io::IsTerminal;
+    let staged = match &a.input {
+        Some(_) => None,
+        None => {
+            if std::io::stdin().is_terminal() {
+                return Err(
+                    "requested load from stdin, but stdin is a terminal: use -i FILE or redirect input"
+                        .into(),
+                );
+            }
+            let tmp = std::env::temp_dir().join(format!(
+                "corral-load-{}.tar",
+                crate::file::random_hex(8).map_err(|e| e.to_string())?
+            ));
+            let copied = std::fs::File::create(&tmp)
+                .and_then(|mut f| std::io::copy(&mut std::io::stdin().lock(), &mut f));
+            if let Err(e) = copied {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!("read stdin: {e}"));
+            }
+            Some(tmp)
+        }
+    };
+    let path = a.input.as_deref().or(staged.as_deref()).ok_or("no input")?;
+    let res = api(socket, "POST", "/images/load", Body::File(path));
+    if let Some(tmp) = &staged {
+        let _ = std::fs::remove_file(tmp);
+    }
+    let mut out = Vec::new();
+    for image in res?.as_array().into_iter().flatten() {
+        let names: Vec<String> = image["Names"].as_array().into_iter().flatten().map(s).collect();
+        if names.is_empty() {
+            out.push(format!("Loaded image ID: {}", s(&image["Id"])));
+        }
+        out.extend(names.iter().map(|n| format!("Loaded image: {n}")));
+    }
+    Ok(out.join("\n"))
+}
+
+/// `corral save`: streams the archive to the file or to stdout (never to a terminal).
+pub fn save(socket: &Path, a: SaveArgs) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let names: Vec<String> = a.images.iter().map(|i| percent_encode(i)).collect();
+    let path = format!("/images/get?names={}", names.join(","));
+    let fail = |status: u16, body: &[u8]| -> String {
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        v["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("corrald answered {status}"))
+    };
+    match &a.output {
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(
+                    "refusing to write the image archive to a terminal: use -o FILE or redirect output"
+                        .into(),
+                );
+            }
+            let (status, body) = crate::http::call_into(
+                socket,
+                "GET",
+                &path,
+                &mut std::io::BufWriter::new(std::io::stdout().lock()),
+            )
+            .map_err(|e| e.to_string())?;
+            if status >= 400 {
+                return Err(fail(status, &body));
+            }
+        }
+        Some(file) => {
+            // Written beside the target and renamed over it, so a failed save leaves no partial archive.
+            let tmp = file.with_extension("corral-partial");
+            let res = std::fs::File::create(&tmp)
+                .map_err(|e| format!("{}: {e}", tmp.display()))
+                .and_then(|mut f| {
+                    let (status, body) =
+                        crate::http::call_into(socket, "GET", &path, &mut f).map_err(|e| e.to_string())?;
+                    if status >= 400 {
+                        return Err(fail(status, &body));
+                    }
+                    f.sync_all().map_err(|e| format!("{}: {e}", tmp.display()))?;
+                    std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))
+                });
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            res?;
+        }
+    }
+    Ok(())
 }
 
 /// `corral volume …`.

@@ -335,6 +335,28 @@ impl Engine {
                 format!("{e}=")
             });
         }
+        // The image's VOLUMEs that no -v or --tmpfs of the run covers become anonymous volumes, as `-v /path`.
+        let covered: HashSet<String> = binds
+            .iter()
+            .map(|b| b.destination.as_str())
+            .chain(tmpfs.iter().map(|t| t.destination.as_str()))
+            .map(|d| d.trim_end_matches('/').to_string())
+            .collect();
+        let mut image_volumes: Vec<String> = cfg
+            .volumes()
+            .iter()
+            .flatten()
+            .map(|v| v.trim_end_matches('/').to_string())
+            .collect();
+        image_volumes.sort();
+        image_volumes.dedup();
+        for path in image_volumes.iter().filter(|p| !covered.contains(*p)) {
+            let volume = Bind::parse(path)
+                .ok()
+                .filter(|b| b.anonymous)
+                .ok_or_else(|| ApiError::bad(format!("image {}: bad VOLUME {path:?}", image.reference)))?;
+            binds.push(volume);
+        }
         if !matches!(network.as_str(), "host" | "none") && !self.networks.exists(&network) {
             if network == network::DEFAULT {
                 self.networks

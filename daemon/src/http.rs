@@ -219,6 +219,23 @@ pub fn write_response<W: Write>(w: &mut W, resp: &Response) -> std::io::Result<(
     w.flush()
 }
 
+/// Writes a response whose body is a file (an image archive), streamed rather than held in memory.
+pub fn write_file_response<W: Write>(
+    w: &mut W,
+    status: u16,
+    content_type: &str,
+    file: &mut std::fs::File,
+) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    write!(
+        w,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n",
+        reason(status)
+    )?;
+    std::io::copy(file, w)?;
+    w.flush()
+}
+
 /// A request body for `call`.
 #[derive(Debug)]
 pub enum Body<'a> {
@@ -232,6 +249,44 @@ pub enum Body<'a> {
 
 /// Client side: sends one request over the socket and returns (status, body).
 pub fn call(socket: &Path, method: &str, path: &str, body: Body<'_>) -> std::io::Result<(u16, Vec<u8>)> {
+    let (status, content_length, mut r) = send(socket, method, path, body)?;
+    let mut out = Vec::new();
+    match content_length {
+        Some(n) => r.take(n).read_to_end(&mut out)?,
+        None => r.read_to_end(&mut out)?,
+    };
+    Ok((status, out))
+}
+
+/// Client side: sends one request and streams a successful answer's body into `sink` (an image archive);
+/// returns the status and, for an error status, the body.
+pub fn call_into(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    sink: &mut dyn Write,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let (status, content_length, mut r) = send(socket, method, path, Body::None)?;
+    let mut out = Vec::new();
+    if status >= 400 {
+        r.read_to_end(&mut out)?;
+        return Ok((status, out));
+    }
+    let n = std::io::copy(&mut r, sink)?;
+    if content_length.is_some_and(|want| n < want) {
+        return Err(bad(format!("corrald's answer ended after {n} bytes")));
+    }
+    sink.flush()?;
+    Ok((status, out))
+}
+
+/// Sends a request; returns the status, the answer's `Content-Length` and the reader at the body.
+fn send(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Body<'_>,
+) -> std::io::Result<(u16, Option<u64>, std::io::Take<BufReader<UnixStream>>)> {
     let mut s = UnixStream::connect(socket).map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -284,12 +339,7 @@ pub fn call(socket: &Path, method: &str, path: &str, body: Body<'_>) -> std::io:
             }
         }
     }
-    let mut out = Vec::new();
-    match content_length {
-        Some(n) => r.take(n).read_to_end(&mut out)?,
-        None => r.read_to_end(&mut out)?,
-    };
-    Ok((status, out))
+    Ok((status, content_length, r.take(content_length.unwrap_or(u64::MAX))))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! `<state>/layers/<diff-id>` as a read-only overlayfs lower dir. `import` turns a rootfs tarball (plain or
 //! gzip) into a one-layer image, like `docker import`.
 
-use crate::{file, layer};
+use crate::file;
+use crate::layer::{self, write_layer_blob};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, Digest, ImageConfiguration, ImageConfigurationBuilder, ImageIndex,
     ImageIndexBuilder, ImageManifest, ImageManifestBuilder, MediaType, Os, RootFsBuilder,
@@ -11,11 +12,11 @@ use oci_spec::image::{
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// An image resolved for a container.
 #[derive(Debug, Clone)]
@@ -60,22 +61,62 @@ fn err(ctx: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{ctx}: {e}")
 }
 
-struct HashingWriter<W: Write> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
+/// An OCI manifest of a config and gzip layers (digest, size each), serialized.
+pub fn manifest_bytes(config: (&str, u64), layers: &[(String, u64)]) -> Result<Vec<u8>, String> {
+    let layers = layers
+        .iter()
+        .map(|(d, size)| {
+            Ok(Descriptor::new(
+                MediaType::ImageLayerGzip,
+                *size,
+                parse_digest(d)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(Descriptor::new(
+            MediaType::ImageConfig,
+            config.1,
+            parse_digest(config.0)?,
+        ))
+        .layers(layers)
+        .build()
+        .map_err(|e| e.to_string())?;
+    serde_json::to_vec(&manifest).map_err(|e| e.to_string())
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+/// Adds a manifest (digest, size) to the index under each name (a name moves from the image that had it); an
+/// image without names is listed once, by id.
+pub fn add_to_index(
+    index: &mut ImageIndex,
+    manifest: (String, u64),
+    media_type: MediaType,
+    names: &[String],
+) -> Result<(), String> {
+    let mut manifests = index.manifests().clone();
+    let digest = parse_digest(&manifest.0)?;
+    let entry = |name: Option<&String>| {
+        let mut desc = Descriptor::new(media_type.clone(), manifest.1, digest.clone());
+        if let Some(n) = name {
+            desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), n.clone())])));
+        }
+        desc
+    };
+    if !names.is_empty() {
+        // The name-less entry of this image goes once it has a name.
+        manifests.retain(|m| !(ref_name(m).is_none() && m.digest() == &digest));
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    for name in names {
+        manifests.retain(|m| ref_name(m) != Some(name.as_str()));
+        manifests.push(entry(Some(name)));
     }
+    if names.is_empty() && !manifests.iter().any(|m| m.digest() == &digest) {
+        manifests.push(entry(None));
+    }
+    index.set_manifests(manifests);
+    Ok(())
 }
 
 impl Store {
@@ -96,13 +137,13 @@ impl Store {
         Ok(s)
     }
 
-    fn blob(&self, digest: &str) -> PathBuf {
+    pub(crate) fn blob(&self, digest: &str) -> PathBuf {
         self.root
             .join("blobs/sha256")
             .join(digest.trim_start_matches("sha256:"))
     }
 
-    fn index(&self) -> Result<ImageIndex, String> {
+    pub(crate) fn index(&self) -> Result<ImageIndex, String> {
         let p = self.root.join("index.json");
         if !p.exists() {
             return ImageIndexBuilder::default()
@@ -114,12 +155,12 @@ impl Store {
         file::read_json(&p).map_err(err(p.display()))
     }
 
-    fn save_index(&self, index: &ImageIndex) -> Result<(), String> {
+    pub(crate) fn save_index(&self, index: &ImageIndex) -> Result<(), String> {
         let p = self.root.join("index.json");
         file::write_json(&p, index).map_err(err(p.display()))
     }
 
-    fn write_blob(&self, bytes: &[u8]) -> Result<(String, u64), String> {
+    pub(crate) fn write_blob(&self, bytes: &[u8]) -> Result<(String, u64), String> {
         let digest = format!("sha256:{:x}", Sha256::digest(bytes));
         let p = self.blob(&digest);
         if !p.exists() {
@@ -132,28 +173,27 @@ impl Store {
     /// tarball cannot be read or unpacked.
     pub fn import(&self, tarball: &Path, reference: &str) -> Result<String, String> {
         let reference = normalize(reference)?;
-        // 1. The layer blob: the tar recompressed with gzip, hashing the tar (diff id) and the gzip (digest).
-        let tmp = self
-            .root
-            .join(format!(".import-{}", file::random_hex(8).map_err(err("random"))?));
-        let result = self.import_layer(tarball, &tmp);
-        let (diff_id, digest, size) = match result {
-            Ok(v) => v,
+        // 1. The layer blob (gzip, digest and diff id computed while streaming), unpacked once as a lower dir.
+        let tmp = self.temp_path("import")?;
+        let stored = std::fs::File::open(tarball)
+            .map_err(err(tarball.display()))
+            .and_then(|f| write_layer_blob(f, &tmp))
+            .and_then(|layer| {
+                if layer.tar_size == 0 {
+                    return Err(format!("{}: empty tarball", tarball.display()));
+                }
+                self.unpack_once(&tmp, &layer.diff_id)?;
+                Ok(layer)
+            });
+        let layer = match stored {
+            Ok(layer) => layer,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
             }
         };
-        // 2. Unpack it once (the lower dir), then keep the blob.
-        let layer_dir = self.layer_dir(&diff_id);
-        if !layer_dir.exists() {
-            if let Err(e) = self.unpack(&tmp, &layer_dir) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        }
-        std::fs::rename(&tmp, self.blob(&digest)).map_err(err("store layer blob"))?;
-        // 3. Config, manifest, index.
+        std::fs::rename(&tmp, self.blob(&layer.digest)).map_err(err("store layer blob"))?;
+        // 2. Config, manifest, index.
         let config = ImageConfigurationBuilder::default()
             .architecture(Arch::Amd64)
             .os(Os::Linux)
@@ -169,7 +209,7 @@ impl Store {
             .rootfs(
                 RootFsBuilder::default()
                     .typ("layers")
-                    .diff_ids(vec![diff_id.clone()])
+                    .diff_ids(vec![layer.diff_id.clone()])
                     .build()
                     .map_err(|e| e.to_string())?,
             )
@@ -177,77 +217,40 @@ impl Store {
             .map_err(|e| e.to_string())?;
         let config_bytes = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
         let (config_digest, config_size) = self.write_blob(&config_bytes)?;
-        let manifest = ImageManifestBuilder::default()
-            .schema_version(2u32)
-            .media_type(MediaType::ImageManifest)
-            .config(Descriptor::new(
-                MediaType::ImageConfig,
-                config_size,
-                parse_digest(&config_digest)?,
-            ))
-            .layers(vec![Descriptor::new(
-                MediaType::ImageLayerGzip,
-                size,
-                parse_digest(&digest)?,
-            )])
-            .build()
-            .map_err(|e| e.to_string())?;
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-        let (manifest_digest, manifest_size) = self.write_blob(&manifest_bytes)?;
-        let mut desc = Descriptor::new(
-            MediaType::ImageManifest,
-            manifest_size,
-            parse_digest(&manifest_digest)?,
-        );
-        desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), reference.clone())])));
+        let manifest = self.write_blob(&manifest_bytes(
+            (&config_digest, config_size),
+            &[(layer.digest, layer.size)],
+        )?)?;
         let mut index = self.index()?;
-        let mut manifests = index.manifests().clone();
-        manifests.retain(|m| ref_name(m) != Some(reference.as_str()));
-        manifests.push(desc);
-        index.set_manifests(manifests);
+        add_to_index(
+            &mut index,
+            manifest.clone(),
+            MediaType::ImageManifest,
+            &[reference],
+        )?;
         self.save_index(&index)?;
-        Ok(manifest_digest)
+        Ok(manifest.0)
     }
 
-    fn import_layer(&self, tarball: &Path, tmp: &Path) -> Result<(String, String, u64), String> {
-        let mut f = BufReader::new(std::fs::File::open(tarball).map_err(err(tarball.display()))?);
-        let mut magic = [0u8; 2];
-        let gz = {
-            use std::io::BufRead;
-            let head = f.fill_buf().map_err(err(tarball.display()))?;
-            if head.len() >= 2 {
-                magic.copy_from_slice(&head[..2]);
-            }
-            magic == [0x1f, 0x8b]
-        };
-        let mut input: Box<dyn Read> = if gz {
-            Box::new(flate2::read::GzDecoder::new(f))
-        } else {
-            Box::new(f)
-        };
-        let out = std::fs::File::create(tmp).map_err(err(tmp.display()))?;
-        let blob = HashingWriter {
-            inner: out,
-            hash: Sha256::new(),
-            size: 0,
-        };
-        let enc = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
-        let mut tar = HashingWriter {
-            inner: enc,
-            hash: Sha256::new(),
-            size: 0,
-        };
-        std::io::copy(&mut input, &mut tar).map_err(err(format!("read {}", tarball.display())))?;
-        if tar.size == 0 {
-            return Err(format!("{}: empty tarball", tarball.display()));
+    /// A fresh temporary path in the store (on the blobs' file system, so a rename stores it).
+    pub(crate) fn temp_path(&self, what: &str) -> Result<PathBuf, String> {
+        Ok(self
+            .root
+            .join(format!(".{what}-{}", file::random_hex(8).map_err(err("random"))?)))
+    }
+
+    /// Unpacks a stored or staged gzip layer blob into `layers/<diff-id>` unless that dir exists; returns
+    /// whether it unpacked (the caller then owns the new dir).
+    pub(crate) fn unpack_once(&self, gz_blob: &Path, diff_id: &str) -> Result<bool, String> {
+        let dir = self.layer_dir(diff_id);
+        if dir.exists() {
+            return Ok(false);
         }
-        let diff_id = format!("sha256:{:x}", tar.hash.finalize());
-        let blob = tar.inner.finish().map_err(err("compress layer"))?;
-        blob.inner.sync_all().map_err(err("sync layer"))?;
-        Ok((diff_id, format!("sha256:{:x}", blob.hash.finalize()), blob.size))
+        self.unpack(gz_blob, &dir)?;
+        Ok(true)
     }
 
-    fn layer_dir(&self, diff_id: &str) -> PathBuf {
+    pub(crate) fn layer_dir(&self, diff_id: &str) -> PathBuf {
         self.layers.join(diff_id.trim_start_matches("sha256:"))
     }
 
@@ -263,7 +266,7 @@ impl Store {
         std::fs::rename(&tmp, dir).map_err(err(dir.display()))
     }
 
-    fn read_doc<T: serde::de::DeserializeOwned>(&self, digest: &str) -> Result<T, String> {
+    pub(crate) fn read_doc<T: serde::de::DeserializeOwned>(&self, digest: &str) -> Result<T, String> {
         file::read_json(&self.blob(digest)).map_err(err(digest))
     }
 
@@ -316,7 +319,14 @@ impl Store {
         let image = self.resolve(wanted)?;
         let mut index = self.index()?;
         let mut manifests = index.manifests().clone();
-        manifests.retain(|m| ref_name(m) != Some(image.reference.as_str()));
+        // A named image loses that name; an image known by id only loses its name-less entry.
+        let by_name = manifests
+            .iter()
+            .any(|m| ref_name(m) == Some(image.reference.as_str()));
+        manifests.retain(|m| match ref_name(m) {
+            Some(n) => !by_name || n != image.reference,
+            None => by_name || m.digest().to_string() != image.id,
+        });
         index.set_manifests(manifests);
         self.save_index(&index)?;
         // Collect what the remaining manifests keep.
@@ -352,11 +362,11 @@ impl Store {
     }
 }
 
-fn parse_digest(d: &str) -> Result<Digest, String> {
+pub(crate) fn parse_digest(d: &str) -> Result<Digest, String> {
     Digest::from_str(d).map_err(|e| format!("{d}: {e}"))
 }
 
-fn ref_name(d: &Descriptor) -> Option<&str> {
+pub(crate) fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations()
         .as_ref()
         .and_then(|a| a.get(REF_NAME))

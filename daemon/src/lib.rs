@@ -2,6 +2,7 @@
 //! an image store (OCI layout), overlayfs roots, OCI runtime bundles run by runc through a per-container shim,
 //! and networks attached through corral's own CNI plugins exactly as an orchestrator does.
 
+pub mod archive;
 pub mod bundle;
 pub mod client;
 pub mod cni_cmd;

@@ -3,7 +3,7 @@
 //! does; `corral list-nat` and `corral nat reconcile` show and restore corral's NAT state.
 
 use clap::{Parser, Subcommand};
-use corral_daemon::client::{self, ImageVerb, NetworkVerb, RunArgs, VolumeVerb};
+use corral_daemon::client::{self, ImageVerb, LoadArgs, NetworkVerb, RunArgs, SaveArgs, VolumeVerb};
 use corral_daemon::{cni_cmd, nat_cmd};
 use std::path::Path;
 
@@ -101,6 +101,10 @@ enum Cmd {
         #[command(subcommand)]
         verb: ImageVerb,
     },
+    /// Load images from an OCI image layout archive or a `docker save` tarball (stdin without -i).
+    Load(LoadArgs),
+    /// Save images to an archive that is both an OCI image layout and a `docker save` tarball (stdout without -o).
+    Save(SaveArgs),
     /// Run a CNI conflist for one attachment, as a container runtime would (ADD, DEL, CHECK, STATUS, GC).
     Cni(cni_cmd::CniArgs),
     /// Show every DNAT (published port) and SNAT (masquerade) entry corral manages, with its owner and drift
@@ -151,6 +155,8 @@ fn main() {
         Cmd::Wait { containers } => client::wait(sock, &containers),
         Cmd::Network { verb } => client::network(sock, verb),
         Cmd::Image { verb } => client::image(sock, verb),
+        Cmd::Load(a) => client::load(sock, a),
+        Cmd::Save(a) => client::save(sock, a).map(|()| String::new()),
         Cmd::Cni(a) => cni_cmd::run(a),
         Cmd::ListNat(a) => list_nat(sock, explicit_host, a),
         Cmd::Nat(a) => nat_cmd::nat(a),

@@ -84,6 +84,15 @@ fn handle(stream: UnixStream, engine: &Arc<Engine>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(300)));
     let mut r = BufReader::new(stream);
     let resp = match read_request(&mut r) {
+        Ok(req) if req.method == "GET" && req.segments == ["images", "get"] => match image_save(engine, &req)
+        {
+            // The archive is streamed from a temporary file, not held in memory.
+            Ok(mut archive) => {
+                let _ = crate::http::write_file_response(&mut w, 200, "application/x-tar", &mut archive);
+                return;
+            }
+            Err(e) => Response::error(e.status, &e.message),
+        },
         Ok(req) => route(&req, &mut r, engine),
         Err(e) => Response::error(400, &e.to_string()),
     };
@@ -164,6 +173,7 @@ fn route(req: &Request, r: &mut BufReader<UnixStream>, engine: &Arc<Engine>) -> 
         ("GET", ["networks", name]) => reply(200, network_inspect(engine, name)),
         ("DELETE", ["networks", name]) => reply(204, network_remove(engine, name)),
         ("POST", ["images", "import"]) => reply(200, image_import(engine, req, r)),
+        ("POST", ["images", "load"]) => reply(200, image_load(engine, req, r)),
         ("GET", ["images", "json"]) => reply(
             200,
             engine.images.list().map(Value::Array).map_err(ApiError::internal),
@@ -278,12 +288,14 @@ fn network_remove(engine: &Engine, name: &str) -> ApiResult {
     Ok(Value::Null)
 }
 
-fn image_import(engine: &Engine, req: &Request, r: &mut BufReader<UnixStream>) -> ApiResult {
-    let reference = req
-        .query
-        .get("ref")
-        .ok_or_else(|| ApiError::bad("ref (name:tag) is required"))?;
-    crate::image::normalize(reference).map_err(ApiError::bad)?;
+/// Receives an uploaded tarball into a temporary file in the state dir and hands it to `with` under the
+/// engine lock; the file is removed afterwards.
+fn with_upload(
+    engine: &Engine,
+    req: &Request,
+    r: &mut BufReader<UnixStream>,
+    with: impl FnOnce(&Path) -> ApiResult,
+) -> ApiResult {
     if req.content_length > IMPORT_LIMIT {
         return Err(ApiError::bad("tarball too large"));
     }
@@ -302,11 +314,84 @@ fn image_import(engine: &Engine, req: &Request, r: &mut BufReader<UnixStream>) -
             .lock
             .lock()
             .map_err(|_| ApiError::internal("lock poisoned"))?;
-        let id = engine.images.import(&tmp, reference).map_err(ApiError::bad)?;
-        Ok(json!({ "Id": id, "Reference": crate::image::normalize(reference).unwrap_or_default() }))
+        with(&tmp)
     })();
     let _ = std::fs::remove_file(&tmp);
     res
+}
+
+fn image_import(engine: &Engine, req: &Request, r: &mut BufReader<UnixStream>) -> ApiResult {
+    let reference = req
+        .query
+        .get("ref")
+        .ok_or_else(|| ApiError::bad("ref (name:tag) is required"))?;
+    let normalized = crate::image::normalize(reference).map_err(ApiError::bad)?;
+    with_upload(engine, req, r, |tmp| {
+        let id = engine.images.import(tmp, reference).map_err(ApiError::bad)?;
+        Ok(json!({ "Id": id, "Reference": normalized }))
+    })
+}
+
+/// `POST /images/load`: an OCI archive or `docker save` tarball → `[{"Id","Names"}]`.
+fn image_load(engine: &Engine, req: &Request, r: &mut BufReader<UnixStream>) -> ApiResult {
+    if req.content_length == 0 {
+        return Err(ApiError::bad("load: empty archive"));
+    }
+    with_upload(engine, req, r, |tmp| {
+        let loaded = engine.images.load(tmp).map_err(ApiError::bad)?;
+        Ok(Value::Array(
+            loaded
+                .into_iter()
+                .map(|l| json!({ "Id": l.id, "Names": l.names }))
+                .collect(),
+        ))
+    })
+}
+
+/// `GET /images/get?names=a,b`: the archive of those images, written to a temporary file (unlinked at once,
+/// so nothing is left behind) under the engine lock, so no `rm` takes a blob away half-way.
+fn image_save(engine: &Engine, req: &Request) -> Result<std::fs::File, ApiError> {
+    let names: Vec<String> = req
+        .query
+        .get("names")
+        .map(|n| {
+            n.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        return Err(ApiError::bad(
+            "names (image references or ids, comma-separated) is required",
+        ));
+    }
+    let _g = engine
+        .lock
+        .lock()
+        .map_err(|_| ApiError::internal("lock poisoned"))?;
+    for n in &names {
+        engine.images.resolve(n).map_err(ApiError::not_found)?;
+    }
+    let tmp = engine.state.join(format!(
+        ".save-{}",
+        crate::file::random_hex(8).map_err(|e| ApiError::internal(e.to_string()))?
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", tmp.display())));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = file?;
+    engine
+        .images
+        .save(&names, &mut file)
+        .map_err(ApiError::internal)?;
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))
+        .map_err(|e| ApiError::internal(format!("save: {e}")))?;
+    Ok(file)
 }
 
 fn image_remove(engine: &Engine, reference: &str) -> ApiResult {

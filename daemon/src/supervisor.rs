@@ -136,6 +136,10 @@ impl Engine {
             failpoint::hit(failpoint::START_OVERLAY);
             c.mounted = true;
             c.save(p).map_err(internal)?;
+            for b in c.binds.iter().filter(|b| b.is_volume()) {
+                crate::volume::seed_from_image(&p.rootfs(), &b.destination, std::path::Path::new(&b.source))
+                    .map_err(internal)?;
+            }
         }
         // The user from the container's own /etc/passwd and /etc/group (its upper dir included: a user added by
         // an earlier run counts), before anything is attached; an unknown name is the client's error.

@@ -20,6 +20,40 @@ pub struct Volume {
     pub anonymous: bool,
 }
 
+/// Seeds an empty volume with what the container's root holds at its mount point, as Docker does (copied with
+/// `cp -a`: modes, owners, links and xattrs kept). Nothing is copied when the volume has content, or when the path
+/// is not a directory in the root or passes through a symlink (which could lead out of the root).
+pub fn seed_from_image(rootfs: &Path, destination: &str, data: &Path) -> Result<(), String> {
+    let mut entries = std::fs::read_dir(data).map_err(|e| format!("{}: {e}", data.display()))?;
+    if entries.next().is_some() {
+        return Ok(());
+    }
+    let mut src = rootfs.to_path_buf();
+    for c in Path::new(destination).components() {
+        if let std::path::Component::Normal(name) = c {
+            src.push(name);
+            match std::fs::symlink_metadata(&src) {
+                Ok(m) if m.file_type().is_dir() => {}
+                _ => return Ok(()),
+            }
+        }
+    }
+    let out = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--")
+        .arg(src.join("."))
+        .arg(data)
+        .output()
+        .map_err(|e| format!("cp: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "seed volume at {destination} from the image: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
 /// The volume store.
 #[derive(Debug)]
 pub struct Volumes {
@@ -90,5 +124,33 @@ impl Volumes {
         let _ = std::fs::remove_file(self.record(name));
         let dir = self.dir.join(name);
         std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_an_empty_volume_but_never_through_a_symlink() {
+        let dir = std::env::temp_dir().join(format!("corral-seed-{}", file::random_hex(4).unwrap()));
+        let (root, data) = (dir.join("root"), dir.join("data"));
+        std::fs::create_dir_all(root.join("srv/sub")).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(root.join("srv/sub/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+        // A symlink on the way (here to the host's /etc) copies nothing.
+        seed_from_image(&root, "/escape", &data).unwrap();
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+        seed_from_image(&root, "/missing", &data).unwrap();
+        assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0);
+        seed_from_image(&root, "/srv", &data).unwrap();
+        assert_eq!(std::fs::read_to_string(data.join("sub/f")).unwrap(), "x");
+        // A volume with content is left alone.
+        std::fs::create_dir_all(root.join("other")).unwrap();
+        std::fs::write(root.join("other/g"), "y").unwrap();
+        seed_from_image(&root, "/other", &data).unwrap();
+        assert!(!data.join("g").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
