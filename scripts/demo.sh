@@ -60,11 +60,12 @@ step "a network (corral network create demo)"
 corral network create demo
 corral network ls
 
-step "a web server container: httpd with a published port and a read-only bind mount"
+step "a web server container: httpd with a published port, a read-only bind mount and a named volume"
 mkdir -p "$work/www"; echo "hello from the web container" > "$work/www/index.html"
-corral run -d --name web --net demo -p 8080:80 -v "$work/www:/www:ro" busybox:demo \
-  sh -c 'echo "web: serving /www"; exec httpd -f -p 80 -h /www'
+corral run -d --name web --net demo -p 8080:80 -v "$work/www:/www:ro" -v data:/data busybox:demo \
+  sh -c 'echo "web: serving /www"; date > /data/started; exec httpd -f -p 80 -h /www'
 corral ps
+corral volume ls
 web_ip=$(corral inspect web | sed -n 's/.*"IPAddress": "\([0-9.]*\)".*/\1/p' | head -1)
 echo "web has $web_ip"
 
@@ -89,5 +90,9 @@ corral stop -t 1 web
 corral ps -a
 corral rm web
 corral list-nat
+
+step "the named volume outlives the container"
+corral run --rm --net none -v data:/data busybox:demo cat /data/started
+corral volume rm data
 
 step "done; cleaning up"
