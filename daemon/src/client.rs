@@ -448,31 +448,8 @@ pub fn network(socket: &Path, verb: NetworkVerb) -> Result<String, String> {
             }
             Ok(table(&rows))
         }
-        NetworkVerb::Inspect { names } => {
-            let docs = names
-                .iter()
-                .map(|n| {
-                    api(
-                        socket,
-                        "GET",
-                        &format!("/networks/{}", percent_encode(n)),
-                        Body::None,
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            serde_json::to_string_pretty(&docs).map_err(|e| e.to_string())
-        }
-        NetworkVerb::Rm { names } => {
-            for n in &names {
-                api(
-                    socket,
-                    "DELETE",
-                    &format!("/networks/{}", percent_encode(n)),
-                    Body::None,
-                )?;
-            }
-            Ok(names.join("\n"))
-        }
+        NetworkVerb::Inspect { names } => inspect_each(socket, &names, |n| format!("/networks/{n}")),
+        NetworkVerb::Rm { names } => each(socket, &names, "DELETE", |n| format!("/networks/{n}")),
     }
 }
 
@@ -643,31 +620,8 @@ pub fn volume(socket: &Path, verb: VolumeVerb) -> Result<String, String> {
             }
             Ok(table(&rows))
         }
-        VolumeVerb::Inspect { names } => {
-            let docs = names
-                .iter()
-                .map(|n| {
-                    api(
-                        socket,
-                        "GET",
-                        &format!("/volumes/{}", percent_encode(n)),
-                        Body::None,
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            serde_json::to_string_pretty(&docs).map_err(|e| e.to_string())
-        }
-        VolumeVerb::Rm { names } => {
-            for n in &names {
-                api(
-                    socket,
-                    "DELETE",
-                    &format!("/volumes/{}", percent_encode(n)),
-                    Body::None,
-                )?;
-            }
-            Ok(names.join("\n"))
-        }
+        VolumeVerb::Inspect { names } => inspect_each(socket, &names, |n| format!("/volumes/{n}")),
+        VolumeVerb::Rm { names } => each(socket, &names, "DELETE", |n| format!("/volumes/{n}")),
     }
 }
 
@@ -716,16 +670,14 @@ pub fn logs(socket: &Path, key: &str, follow_log: bool, tail: Option<usize>) -> 
 
 /// `corral inspect`.
 pub fn inspect(socket: &Path, keys: &[String]) -> Result<String, String> {
-    let docs = keys
+    inspect_each(socket, keys, |k| format!("/containers/{k}/json"))
+}
+
+/// The `inspect` verbs: `GET path(name)` (the name percent-encoded) for each name, as one JSON array.
+fn inspect_each(socket: &Path, names: &[String], path: impl Fn(&str) -> String) -> Result<String, String> {
+    let docs = names
         .iter()
-        .map(|k| {
-            api(
-                socket,
-                "GET",
-                &format!("/containers/{}/json", percent_encode(k)),
-                Body::None,
-            )
-        })
+        .map(|n| api(socket, "GET", &path(&percent_encode(n)), Body::None))
         .collect::<Result<Vec<_>, _>>()?;
     serde_json::to_string_pretty(&docs).map_err(|e| e.to_string())
 }
