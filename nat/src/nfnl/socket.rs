@@ -1,6 +1,7 @@
 //! The effect half of the netlink reader: a `NETLINK_NETFILTER` socket (opened inside a given network
 //! namespace on a short-lived thread, so the caller's thread never changes namespace), one `GETTABLE` to
-//! tell a missing table from an empty one, then one element dump per set of ours.
+//! tell a missing table from an empty one, then one element dump per set of ours; or, for the skeleton check,
+//! one dump each of the table's sets, chains and rules.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,7 +10,8 @@ use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::sched::{setns, CloneFlags};
 
 use super::decode::decode;
-use super::{get_elements_request, get_table_request, parse_datagram, RawElement, Reply};
+use super::{dump_request, get_elements_request, get_table_request, parse_datagram, RawElement, Reply};
+use super::{Dump, Object, ObservedSkeleton};
 use super::{NFPROTO_BRIDGE, NFPROTO_INET};
 use crate::element::{Set, Table, TABLE_NAME};
 use crate::error::NatError;
@@ -40,6 +42,58 @@ pub fn list_elements(netns: Option<&Path>, table: Table) -> Result<Option<Counte
         }
     }
     Ok(Some(out))
+}
+
+/// The sets, chains (with hooks) and rule counts of corral's `table`; `None` when the table does not exist.
+/// Read-only, and four requests on one socket (well under a millisecond), against the ~15 ms a skeleton
+/// costs in a transaction.
+pub fn skeleton(netns: Option<&Path>, table: Table) -> Result<Option<ObservedSkeleton>, NatError> {
+    let family = family_of(table);
+    let mut conn = Conn {
+        socket: open(netns)?,
+        seq: 0,
+    };
+    if !conn.table_exists(family)? {
+        return Ok(None);
+    }
+    let mut objects = Vec::new();
+    for dump in [Dump::Sets, Dump::Chains, Dump::Rules] {
+        let Some(found) = conn.dump_objects(dump, family)? else {
+            // The table went away between the requests.
+            return Ok(None);
+        };
+        objects.extend(found);
+    }
+    Ok(Some(ObservedSkeleton::collect(TABLE_NAME, &objects)))
+}
+
+/// The raw reply datagrams of one set, chain or rule dump of `table`, concatenated (for capturing test
+/// fixtures; parse them with [`super::parse_datagram`]).
+pub fn capture_objects(netns: Option<&Path>, dump: Dump, table: Table) -> Result<Vec<u8>, NatError> {
+    let conn = Conn {
+        socket: open(netns)?,
+        seq: 0,
+    };
+    conn.send(&dump_request(1, dump, family_of(table), TABLE_NAME))?;
+    let mut out = Vec::new();
+    let mut buf = Vec::with_capacity(RECV_BUF);
+    loop {
+        let replies = conn.recv(&mut buf)?;
+        out.extend_from_slice(&buf);
+        if replies
+            .iter()
+            .any(|r| matches!(r, Reply::Done { .. } | Reply::Error { .. }))
+        {
+            return Ok(out);
+        }
+    }
+}
+
+fn family_of(table: Table) -> u8 {
+    match table {
+        Table::Inet => NFPROTO_INET,
+        Table::Bridge => NFPROTO_BRIDGE,
+    }
 }
 
 /// The raw reply datagrams of one element dump of `set`, concatenated (for capturing test fixtures; parse
@@ -167,6 +221,48 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// Every object of one dump of corral's table in `family`; `None` when the kernel answers ENOENT (no
+    /// such table). Retried when the ruleset changed during the dump.
+    fn dump_objects(&mut self, dump: Dump, family: u8) -> Result<Option<Vec<Object>>, NatError> {
+        let mut buf = Vec::with_capacity(RECV_BUF);
+        for _ in 0..DUMP_ATTEMPTS {
+            let seq = self.next_seq();
+            self.send(&dump_request(seq, dump, family, TABLE_NAME))?;
+            let mut out = Vec::new();
+            let mut interrupted = false;
+            'dump: loop {
+                for reply in self.recv(&mut buf)? {
+                    match reply {
+                        Reply::Object {
+                            seq: s,
+                            interrupted: i,
+                            object,
+                        } if s == seq => {
+                            interrupted |= i;
+                            out.push(object);
+                        }
+                        Reply::Done { seq: s } if s == seq => break 'dump,
+                        Reply::Error {
+                            seq: s,
+                            errno: ENOENT,
+                        } if s == seq => return Ok(None),
+                        Reply::Error { seq: s, errno } if s == seq && errno != 0 => {
+                            return Err(errno_error(&format!("dump {dump:?}"), errno))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if !interrupted {
+                return Ok(Some(out));
+            }
+        }
+        Err(NatError::Netlink {
+            operation: format!("dump {dump:?}"),
+            source: std::io::Error::other("the ruleset kept changing while it was dumped"),
+        })
     }
 
     /// Every element of `set`; empty when the set does not exist.
