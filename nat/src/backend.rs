@@ -1,7 +1,6 @@
 //! The effect layer: running `nft`. [`NftCli`] execs the binary (one `nft -f -` = one atomic transaction)
 //! and reads set elements and table skeletons back over netlink ([`crate::nfnl`]; for elements `nft -j` when
-//! that fails); tests use
-//! `testing::FakeBackend`, which records scripts and never touches the kernel.
+//! that fails); tests use `testing::FakeBackend`, which records scripts and never touches the kernel.
 
 use std::io::Write as _;
 use std::path::PathBuf;
