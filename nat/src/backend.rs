@@ -1,6 +1,6 @@
 //! The effect layer: running `nft`. [`NftCli`] execs the binary (one `nft -f -` = one atomic transaction)
-//! and reads set elements back over netlink ([`crate::nfnl`]; `nft -j` when that fails); tests use
-//! `testing::FakeBackend`, which records scripts and never touches the kernel.
+//! and reads set elements and table skeletons back over netlink ([`crate::nfnl`]; for elements `nft -j` when
+//! that fails); tests use `testing::FakeBackend`, which records scripts and never touches the kernel.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::element::{Table, TABLE_NAME};
 use crate::error::NatError;
 use crate::inspect::{parse_counted, CountedElements};
+use crate::plan::skeleton_damage;
 
 /// Where nft scripts go and where listings come from.
 pub trait NftBackend {
@@ -27,6 +28,13 @@ pub trait NftBackend {
             .list_table(table.family(), TABLE_NAME)?
             .map(|listing| parse_counted(&listing)))
     }
+    /// Whether corral's `table` holds exactly the skeleton a full transaction writes
+    /// ([`crate::plan::skeleton_damage`]), so element lines alone can be applied. By default `false`: a
+    /// backend that cannot tell always gets the full script.
+    fn skeleton_intact(&self, table: Table) -> Result<bool, NatError> {
+        let _ = table;
+        Ok(false)
+    }
 }
 
 impl<B: NftBackend + ?Sized> NftBackend for &B {
@@ -41,6 +49,9 @@ impl<B: NftBackend + ?Sized> NftBackend for &B {
     }
     fn list_elements(&self, table: Table) -> Result<Option<CountedElements>, NatError> {
         (**self).list_elements(table)
+    }
+    fn skeleton_intact(&self, table: Table) -> Result<bool, NatError> {
+        (**self).skeleton_intact(table)
     }
 }
 
@@ -195,6 +206,21 @@ impl NftBackend for NftCli {
             .list_table(table.family(), TABLE_NAME)?
             .map(|listing| parse_counted(&listing)))
     }
+
+    /// Over netlink (sets, chains and rules dumps of the table), never by running nft: the check must cost
+    /// far less than the skeleton it saves.
+    fn skeleton_intact(&self, table: Table) -> Result<bool, NatError> {
+        let observed = crate::nfnl::socket::skeleton(self.netns.as_deref(), table)?;
+        let damage = skeleton_damage(table, observed.as_ref());
+        if !damage.is_empty() {
+            tracing::debug!(
+                table = table.family(),
+                damage = damage.join(", "),
+                "NAT table skeleton is damaged"
+            );
+        }
+        Ok(damage.is_empty())
+    }
 }
 
 /// Test doubles. Compiled for this crate's tests and behind the `testing` feature; never in release code paths.
@@ -214,7 +240,10 @@ pub mod testing {
     #[derive(Debug, Default)]
     struct FakeState {
         scripts: Vec<String>,
+        attempts: usize,
         fail_apply: Option<String>,
+        fail_next: usize,
+        skeleton: Option<Result<bool, String>>,
         unusable: bool,
         tables: HashMap<(String, String), Value>,
     }
@@ -239,6 +268,22 @@ pub mod testing {
             self.state().fail_apply = stderr.map(str::to_owned);
         }
 
+        /// How many `apply` calls were made, failed ones included.
+        pub fn attempts(&self) -> usize {
+            self.state().attempts
+        }
+
+        /// Makes the next `count` applies fail (then they succeed again).
+        pub fn fail_next_applies(&self, count: usize) {
+            self.state().fail_next = count;
+        }
+
+        /// Sets what `skeleton_intact` answers for every table: `Ok(true)`, `Ok(false)` (the default) or an
+        /// error with this text.
+        pub fn set_skeleton_intact(&self, answer: Result<bool, &str>) {
+            self.state().skeleton = Some(answer.map_err(str::to_owned));
+        }
+
         /// Makes `probe` fail.
         pub fn set_unusable(&self, unusable: bool) {
             self.state().unusable = unusable;
@@ -255,6 +300,15 @@ pub mod testing {
     impl NftBackend for FakeBackend {
         fn apply(&self, script: &str) -> Result<(), NatError> {
             let mut state = self.state();
+            state.attempts += 1;
+            if state.fail_next > 0 {
+                state.fail_next -= 1;
+                return Err(NatError::NftFailed {
+                    operation: "apply".into(),
+                    status: "exit status: 1".into(),
+                    stderr: "fake: No such file or directory".into(),
+                });
+            }
             if let Some(stderr) = &state.fail_apply {
                 let stderr = stderr.clone();
                 return Err(NatError::NftFailed {
@@ -273,6 +327,17 @@ pub mod testing {
                 .tables
                 .get(&(family.to_owned(), table.to_owned()))
                 .cloned())
+        }
+
+        fn skeleton_intact(&self, _table: Table) -> Result<bool, NatError> {
+            match self.state().skeleton.clone() {
+                None => Ok(false),
+                Some(Ok(intact)) => Ok(intact),
+                Some(Err(message)) => Err(NatError::Netlink {
+                    operation: "fake skeleton check".into(),
+                    source: std::io::Error::other(message),
+                }),
+            }
         }
 
         fn probe(&self) -> Result<(), NatError> {

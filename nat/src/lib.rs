@@ -3,10 +3,11 @@
 //! tables, `table inet corral` and `table bridge corral`, and never in anyone else's.
 //!
 //! The flow of every verb: [`model`] (validated plain data) → [`element`] (the set elements a record asks for)
-//! → [`plan`] (pure: one nft text script) → [`backend`] (one `nft -f -`, one atomic transaction). Ownership
-//! comes from the per-attachment JSON records of [`store`], never from rule text, and ADD/DEL find the
-//! records that matter to them through the ownership [`index`]; [`inspect`] reads nft's JSON back for CHECK
-//! and [`nfnl`] reads set elements over netlink for listings. [`manager::NatManager`] ties them together.
+//! → [`plan`] (pure: one nft text transaction, sent with or without the tables' skeleton) → [`backend`] (one
+//! `nft -f -`, one atomic transaction). Ownership comes from the per-attachment JSON records of [`store`],
+//! never from rule text, and ADD/DEL find the records that matter to them through the ownership [`index`];
+//! [`inspect`] reads nft's JSON back for CHECK, and [`nfnl`] reads set elements (for listings) and table
+//! skeletons (before each transaction) over netlink. [`manager::NatManager`] ties them together.
 //!
 //! Port forwarding (the portmap plugin) lives in the same `table inet corral`: DNAT maps keyed by
 //! `proto . [hostIP .] hostPort`, a set of DNATed connections to masquerade, and one owner per host port.

@@ -1,6 +1,15 @@
 //! The NAT manager: the verbs (ADD, DEL, CHECK, GC, STATUS, reconcile, the port listing) over the record
 //! store, the planner and an nft backend. Each verb holds the store lock throughout and sends at most one
-//! transaction per attachment. A record's identity is `(owner, source)`.
+//! transaction per attachment (two when the fast path below fails). A record's identity is `(owner, source)`.
+//!
+//! ADD, DEL and GC send a transaction's element lines alone when a netlink read shows the skeleton of every
+//! table it touches intact ([`NftBackend::skeleton_intact`]), and the full script (skeleton + elements)
+//! otherwise, or when the check itself fails: an `nft -f` adding elements then takes ~5 ms instead of ~16 ms,
+//! since declaring base chains and flushing chains makes the kernel wait for an RCU grace period (deleting
+//! elements waits for one anyway, so DEL gains less). A damaged skeleton (missing table,
+//! set or chain, a flushed chain, a stray rule) is detected, so every transaction still heals it. If the
+//! element lines fail anyway (the table vanished between check and apply), the full script is sent once.
+//! Reconcile always sends the full script.
 //!
 //! ADD and DEL read only the records the ownership index names for their own elements' slots (host-port
 //! owners, other claimants of shared elements), so their cost does not grow with the number of attachments.
@@ -17,7 +26,7 @@ use crate::index::slot;
 use crate::inspect::{object_names, parse_elements};
 use crate::listing::{join_masq, join_ports, PortListing};
 use crate::model::{AttachmentRecord, Owner, PortMapping, Source};
-use crate::plan::{base_chains, plan_add, plan_reconcile, plan_remove, plan_replace, Addition};
+use crate::plan::{base_chains, plan_add, plan_reconcile, plan_remove, plan_replace, Addition, Transaction};
 use crate::store::{current_boot_id, Listing, RecordStore, StoreLock};
 
 /// What `reconcile` did.
@@ -95,7 +104,7 @@ impl<B: NftBackend> NatManager<B> {
         let changed = old
             .as_ref()
             .is_some_and(|o| record_elements(o) != record_elements(&record));
-        let script = if changed || !stale.is_empty() {
+        let transaction = if changed || !stale.is_empty() {
             let mut leaving = vec![key(&record)];
             leaving.extend(stale.iter().map(key));
             let olds: Vec<&AttachmentRecord> = old.iter().chain(&stale).collect();
@@ -106,7 +115,7 @@ impl<B: NftBackend> NatManager<B> {
             plan_add(&record)
         };
         self.store.write(&lock, &record)?;
-        if let Err(e) = self.apply(&script, &record.owner, "add") {
+        if let Err(e) = self.apply(&transaction, &record.owner, "add") {
             let undo = match &old {
                 Some(old) => self.store.write(&lock, old),
                 None => self.store.remove(&lock, &record.owner, record.source),
@@ -343,12 +352,38 @@ impl<B: NftBackend> NatManager<B> {
         ))
     }
 
-    fn apply(&self, script: &str, owner: &Owner, verb: &str) -> Result<(), NatError> {
-        if script.is_empty() {
+    /// Sends `transaction`'s element lines alone when the skeleton of every table it touches is intact, else
+    /// (or when they fail) its full script.
+    fn apply(&self, transaction: &Transaction, owner: &Owner, verb: &str) -> Result<(), NatError> {
+        if transaction.is_empty() {
             return Ok(());
         }
-        tracing::debug!(%owner, verb, "nft transaction");
-        self.backend.apply(script)
+        if self.skeletons_intact(&transaction.tables) {
+            tracing::debug!(%owner, verb, path = "elements-only", "nft transaction");
+            match self.backend.apply(transaction.elements_only()) {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    tracing::debug!(%owner, verb, %error, "elements-only transaction failed; retrying with the skeleton")
+                }
+            }
+        } else {
+            tracing::debug!(%owner, verb, path = "full", "nft transaction");
+        }
+        self.backend.apply(&transaction.full())
+    }
+
+    /// Whether every table in `tables` holds its whole skeleton; a failed check counts as damage (the full
+    /// script is always correct).
+    fn skeletons_intact(&self, tables: &BTreeSet<Table>) -> bool {
+        tables
+            .iter()
+            .all(|table| match self.backend.skeleton_intact(*table) {
+                Ok(intact) => intact,
+                Err(error) => {
+                    tracing::debug!(table = table.family(), %error, "skeleton check failed; sending the full script");
+                    false
+                }
+            })
     }
 }
 

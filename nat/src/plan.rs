@@ -1,9 +1,18 @@
 //! The planner: pure functions from records to one nft text script, applied later as one `nft -f -`
 //! transaction.
 //!
-//! Every script starts with the idempotent skeleton of each table it touches: `add table`, `add set` (no-op
-//! when present), `add chain`, then `flush chain` and the few static rules of each base chain. So any
-//! transaction heals a damaged skeleton, never duplicates a rule, and never touches elements it does not name.
+//! Every verb plans a [`Transaction`]: the tables it touches and its element lines. Its [`Transaction::full`]
+//! text starts with the idempotent skeleton of each of those tables: `add table`, `add set` (no-op when
+//! present), `add chain`, then `flush chain` and the few static rules of each chain. So a full transaction
+//! heals a damaged skeleton, never duplicates a rule, and never touches elements it does not name.
+//!
+//! The skeleton is also what makes a transaction slow: declaring base chains and flushing chains makes the
+//! kernel wait for RCU grace periods (measured in a netns holding the table: full script + 1 element ≈ 18 ms,
+//! the skeleton without flushes and rules ≈ 14 ms, the element lines alone ≈ 3 ms). So the manager sends
+//! [`Transaction::elements_only`] when a netlink read shows every touched table's skeleton intact
+//! ([`skeleton_damage`] compares what the kernel holds with `CHAINS` and [`Set::ALL`], the same constants
+//! the skeleton text is written from), and the full text otherwise: any transaction still heals a damaged
+//! skeleton, since the damage is detected first.
 //!
 //! Element removal must not fail when the element is already gone (nft 1.0.6 has no `destroy`, and deleting a
 //! missing element aborts the whole transaction), so each removal is `add element …` followed by
@@ -17,18 +26,38 @@ use std::fmt::Write as _;
 
 use crate::element::{record_elements, Claims, Element, Set, Table, TABLE_NAME};
 use crate::model::AttachmentRecord;
+use crate::nfnl::{ObservedSkeleton, NF_ACCEPT};
 
 /// nft's limit on a comment (`NFTNL_UDATA_COMMENT_MAXLEN`).
 const COMMENT_MAX: usize = 128;
 
-/// A chain of corral's: its declaration (empty for a regular chain) and its static rules (rewritten on every
+/// A chain of corral's: its declaration (empty for a regular chain), the same hook in the numbers the kernel
+/// reports (checked against the text by a unit test), and its static rules (rewritten by every full
 /// transaction).
 struct BaseChain {
     table: Table,
     name: &'static str,
     declaration: &'static str,
+    hook: Option<Hook>,
     rules: &'static [&'static str],
 }
+
+/// A base chain's hook as netlink reports it (`NFTA_CHAIN_HOOK`, `NFTA_CHAIN_TYPE`); its policy is accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hook {
+    /// `NF_INET_*` / `NF_BR_*` hook number.
+    number: u32,
+    priority: i32,
+    /// The chain type: `nat` or `filter`.
+    kind: &'static str,
+}
+
+/// `NF_INET_PRE_ROUTING`, `NF_INET_LOCAL_IN`, `NF_INET_LOCAL_OUT`, `NF_INET_POST_ROUTING`; `NF_BR_PRE_ROUTING`.
+const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_IN: u32 = 1;
+const NF_INET_LOCAL_OUT: u32 = 3;
+const NF_INET_POST_ROUTING: u32 = 4;
+const NF_BR_PRE_ROUTING: u32 = 0;
 
 /// Port forwarding: one map lookup per family and kind (specific host address first, then every local
 /// address). A key missing from a map ends the rule without a verdict, so the next rule is tried.
@@ -37,6 +66,7 @@ const HOSTPORTS: BaseChain = BaseChain {
     table: Table::Inet,
     name: "hostports",
     declaration: "",
+    hook: None,
     rules: &[
         "meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . ip daddr . th dport map @hostip_ports4",
         "meta l4proto { tcp, udp, sctp } dnat ip to meta l4proto . th dport map @hostports4",
@@ -51,6 +81,11 @@ const PREROUTING: BaseChain = BaseChain {
     table: Table::Inet,
     name: "prerouting",
     declaration: "type nat hook prerouting priority dstnat; policy accept;",
+    hook: Some(Hook {
+        number: NF_INET_PRE_ROUTING,
+        priority: -100,
+        kind: "nat",
+    }),
     rules: &["fib daddr type local jump hostports"],
 };
 
@@ -60,6 +95,11 @@ const OUTPUT: BaseChain = BaseChain {
     table: Table::Inet,
     name: "output",
     declaration: "type nat hook output priority -100; policy accept;",
+    hook: Some(Hook {
+        number: NF_INET_LOCAL_OUT,
+        priority: -100,
+        kind: "nat",
+    }),
     rules: &["fib daddr type local jump hostports"],
 };
 
@@ -71,6 +111,11 @@ const INPUT: BaseChain = BaseChain {
     table: Table::Inet,
     name: "input",
     declaration: "type filter hook input priority 0; policy accept;",
+    hook: Some(Hook {
+        number: NF_INET_LOCAL_IN,
+        priority: 0,
+        kind: "filter",
+    }),
     rules: &["iifname != \"lo\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop"],
 };
 
@@ -81,6 +126,11 @@ const POSTROUTING: BaseChain = BaseChain {
     table: Table::Inet,
     name: "postrouting",
     declaration: "type nat hook postrouting priority srcnat; policy accept;",
+    hook: Some(Hook {
+        number: NF_INET_POST_ROUTING,
+        priority: 100,
+        kind: "nat",
+    }),
     rules: &[
         "ct status dnat ip saddr . ip daddr @dnat_masq4 masquerade",
         "ct status dnat ip6 saddr . ip6 daddr @dnat_masq6 masquerade",
@@ -99,6 +149,11 @@ const SPOOF_PREROUTING: BaseChain = BaseChain {
     table: Table::Bridge,
     name: "prerouting",
     declaration: "type filter hook prerouting priority -300; policy accept;",
+    hook: Some(Hook {
+        number: NF_BR_PRE_ROUTING,
+        priority: -300,
+        kind: "filter",
+    }),
     rules: &["iifname @spoof_ports iifname . ether saddr != @spoof_allowed drop"],
 };
 
@@ -131,20 +186,56 @@ pub struct Addition {
     pub comment: String,
 }
 
+/// One planned transaction: the tables it touches and its element lines (removals, then additions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transaction {
+    /// The tables whose sets the element lines name.
+    pub tables: BTreeSet<Table>,
+    /// The `add element` / `delete element` lines.
+    pub elements: String,
+}
+
+impl Transaction {
+    /// Nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.elements.is_empty()
+    }
+
+    /// The skeleton of every touched table, then the element lines: correct whatever state the tables are in.
+    pub fn full(&self) -> String {
+        let mut script = String::new();
+        for table in &self.tables {
+            push_skeleton(&mut script, *table);
+        }
+        script.push_str(&self.elements);
+        script
+    }
+
+    /// The element lines alone: correct only while every touched table's skeleton is intact, and several
+    /// times faster (no base-chain declarations or chain flushes for the kernel to wait on).
+    pub fn elements_only(&self) -> &str {
+        &self.elements
+    }
+}
+
 /// Adds everything `record` asks for.
-pub fn plan_add(record: &AttachmentRecord) -> String {
+pub fn plan_add(record: &AttachmentRecord) -> Transaction {
     plan_transaction(&additions(record), &[])
 }
 
 /// Removes what `record` added, except elements that other live records claim.
-pub fn plan_remove(record: &AttachmentRecord, still_claimed: &Claims) -> String {
+pub fn plan_remove(record: &AttachmentRecord, still_claimed: &Claims) -> Transaction {
     let removals = removable(record_elements(record), &[], still_claimed);
     plan_transaction(&[], &removals)
 }
 
 /// Moves state to `new` in one transaction: removes what only the `old` records had (the attachment's previous
 /// record, and stale owners of its host ports), unless another record claims it, then adds `new`.
-pub fn plan_replace(old: &[&AttachmentRecord], new: &AttachmentRecord, still_claimed: &Claims) -> String {
+pub fn plan_replace(
+    old: &[&AttachmentRecord],
+    new: &AttachmentRecord,
+    still_claimed: &Claims,
+) -> Transaction {
     let adds = additions(new);
     let keep: Vec<Element> = adds.iter().map(|a| a.element.clone()).collect();
     let mut removals: Vec<Element> = Vec::new();
@@ -158,8 +249,9 @@ pub fn plan_replace(old: &[&AttachmentRecord], new: &AttachmentRecord, still_cla
 }
 
 /// Rebuilds the skeleton and re-adds every recorded element (after `nft flush ruleset`, a firewall reload or
-/// a reboot). Exact duplicates are added once; an element overlapping one already planned is left out (nft
-/// would refuse the whole transaction) and returned in the second value so the caller can report it.
+/// a reboot), so its script is always the full one. Exact duplicates are added once; an element overlapping
+/// one already planned is left out (nft would refuse the whole transaction) and returned in the second value
+/// so the caller can report it.
 pub fn plan_reconcile<'a>(
     records: impl IntoIterator<Item = &'a AttachmentRecord>,
 ) -> (String, Vec<Addition>) {
@@ -179,12 +271,12 @@ pub fn plan_reconcile<'a>(
             planned.push(addition);
         }
     }
-    (plan_transaction(&planned, &[]), conflicts)
+    (plan_transaction(&planned, &[]).full(), conflicts)
 }
 
-/// The one script behind every verb: skeletons of the touched tables, removals, then additions. Empty when
-/// there is nothing to do.
-pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> String {
+/// The one transaction behind every verb: removals, then additions, in the touched tables. Empty when there
+/// is nothing to do.
+pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> Transaction {
     let tables: BTreeSet<Table> = additions
         .iter()
         .map(|a| &a.element)
@@ -192,9 +284,6 @@ pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> String 
         .map(|e| e.set().table())
         .collect();
     let mut script = String::new();
-    for table in &tables {
-        push_skeleton(&mut script, *table);
-    }
     for set in Set::ALL {
         let ours: Vec<&Element> = removals.iter().filter(|e| e.set() == set).collect();
         if !ours.is_empty() {
@@ -223,7 +312,55 @@ pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> String 
             );
         }
     }
-    script
+    Transaction {
+        tables,
+        elements: script,
+    }
+}
+
+/// How `table`'s skeleton in the kernel (`None`: the table is missing) differs from the one [`Transaction::full`]
+/// writes; empty when it is intact: every set and map of ours exists, every chain exists with its hook, type
+/// and accept policy, and holds exactly as many rules as the skeleton writes (a flushed chain or a stray rule
+/// counts as damage). Rule contents are not compared: a rule rewritten in place is not detected.
+pub fn skeleton_damage(table: Table, observed: Option<&ObservedSkeleton>) -> Vec<String> {
+    let family = table.family();
+    let Some(observed) = observed else {
+        return vec![format!("table {family} {TABLE_NAME} missing")];
+    };
+    let mut damage = Vec::new();
+    for set in Set::ALL.into_iter().filter(|s| s.table() == table) {
+        if !observed.sets.contains(set.name()) {
+            damage.push(format!("{} {} missing", set.kind(), set.name()));
+        }
+    }
+    for chain in CHAINS.iter().filter(|c| c.table == table) {
+        let Some(found) = observed.chains.get(chain.name) else {
+            damage.push(format!("chain {} missing", chain.name));
+            continue;
+        };
+        let hook_matches = match (&chain.hook, &found.hook) {
+            (None, None) => true,
+            (Some(want), Some(got)) => {
+                want.number == got.number
+                    && want.priority == got.priority
+                    && want.kind == got.kind
+                    && got.policy == Some(NF_ACCEPT)
+            }
+            _ => false,
+        };
+        if !hook_matches {
+            damage.push(format!("chain {}: hook {:?}", chain.name, found.hook));
+        }
+        if found.rules != chain.rules.len() {
+            damage.push(format!(
+                "chain {}: {} rules, {} expected",
+                chain.name,
+                found.rules,
+                chain.rules.len()
+            ));
+        }
+    }
+    damage
 }
 
 fn additions(record: &AttachmentRecord) -> Vec<Addition> {
@@ -334,7 +471,7 @@ mod tests {
 
     #[test]
     fn add_dual_stack_with_spoof_check() {
-        golden("add-dual-stack-spoof.nft", &plan_add(&a()));
+        golden("add-dual-stack-spoof.nft", &plan_add(&a()).full());
     }
 
     #[test]
@@ -342,7 +479,7 @@ mod tests {
         let mut r = a();
         r.masq.truncate(1);
         r.spoof = None;
-        let script = plan_add(&r);
+        let script = plan_add(&r).full();
         golden("add-masq4.nft", &script);
         assert!(!script.contains("bridge"));
     }
@@ -351,7 +488,7 @@ mod tests {
     fn add_spoof_only_leaves_the_inet_table_alone() {
         let mut r = a();
         r.masq.clear();
-        let script = plan_add(&r);
+        let script = plan_add(&r).full();
         golden("add-spoof.nft", &script);
         assert!(!script.contains("inet"));
     }
@@ -360,7 +497,7 @@ mod tests {
     fn remove_uses_add_then_delete() {
         golden(
             "remove-dual-stack-spoof.nft",
-            &plan_remove(&a(), &Claims::default()),
+            &plan_remove(&a(), &Claims::default()).full(),
         );
     }
 
@@ -369,7 +506,7 @@ mod tests {
         let mut leaked = b();
         leaked.masq = vec![masq("10.88.0.2", "10.88.0.0/16")];
         leaked.spoof = None;
-        let script = plan_remove(&a(), &Claims::from_records([&leaked]));
+        let script = plan_remove(&a(), &Claims::from_records([&leaked])).full();
         golden("remove-shared-ip.nft", &script);
         assert!(!script.contains("10.88.0.2"));
     }
@@ -377,8 +514,8 @@ mod tests {
     #[test]
     fn remove_of_empty_record_is_empty() {
         let r = AttachmentRecord::new(Owner::new("n", "c", "eth0"));
-        assert_eq!(plan_remove(&r, &Claims::default()), "");
-        assert_eq!(plan_add(&r), "");
+        assert!(plan_remove(&r, &Claims::default()).is_empty());
+        assert_eq!(plan_add(&r).full(), "");
     }
 
     #[test]
@@ -386,7 +523,10 @@ mod tests {
         let mut new = a();
         new.masq[0] = masq("10.88.0.9", "10.88.0.0/16");
         new.spoof = None;
-        golden("replace.nft", &plan_replace(&[&a()], &new, &Claims::default()));
+        golden(
+            "replace.nft",
+            &plan_replace(&[&a()], &new, &Claims::default()).full(),
+        );
     }
 
     #[test]
@@ -402,10 +542,162 @@ mod tests {
     }
 
     #[test]
+    fn elements_only_is_the_full_script_without_the_skeleton() {
+        let add = plan_add(&a());
+        golden("add-dual-stack-spoof.elements.nft", add.elements_only());
+        assert_eq!(add.tables, BTreeSet::from([Table::Inet, Table::Bridge]));
+        assert!(add.full().ends_with(add.elements_only()));
+        let remove = plan_remove(&a(), &Claims::default());
+        golden("remove-dual-stack-spoof.elements.nft", remove.elements_only());
+        for script in [add.elements_only(), remove.elements_only()] {
+            assert!(script
+                .lines()
+                .all(|l| l.starts_with("add element ") || l.starts_with("delete element ")));
+        }
+        let mut masq_only = a();
+        masq_only.spoof = None;
+        let masq_only = plan_add(&masq_only);
+        assert_eq!(masq_only.tables, BTreeSet::from([Table::Inet]));
+        assert!(!masq_only.elements_only().contains("bridge"));
+    }
+
+    /// The hook numbers the skeleton check compares must say what the declaration text says.
+    #[test]
+    fn chain_hooks_agree_with_their_declarations() {
+        for chain in &CHAINS {
+            let Some(hook) = chain.hook else {
+                assert_eq!(chain.declaration, "", "{}", chain.name);
+                continue;
+            };
+            let words: Vec<&str> = chain
+                .declaration
+                .split([' ', ';'])
+                .filter(|w| !w.is_empty())
+                .collect();
+            let [type_kw, kind, hook_kw, hook_name, priority_kw, priority, policy_kw, policy] = words[..]
+            else {
+                panic!("unexpected declaration {:?}", chain.declaration);
+            };
+            assert_eq!(
+                (type_kw, hook_kw, priority_kw, policy_kw),
+                ("type", "hook", "priority", "policy")
+            );
+            assert_eq!(kind, hook.kind, "{}", chain.name);
+            assert_eq!(policy, "accept", "{}", chain.name);
+            let number = match (chain.table, hook_name) {
+                (Table::Inet, "prerouting") => NF_INET_PRE_ROUTING,
+                (Table::Inet, "input") => NF_INET_LOCAL_IN,
+                (Table::Inet, "output") => NF_INET_LOCAL_OUT,
+                (Table::Inet, "postrouting") => NF_INET_POST_ROUTING,
+                (Table::Bridge, "prerouting") => NF_BR_PRE_ROUTING,
+                other => panic!("unknown hook {other:?}"),
+            };
+            assert_eq!(number, hook.number, "{}", chain.name);
+            // nft's standard priority names in the inet family.
+            let priority = match priority {
+                "dstnat" => -100,
+                "srcnat" => 100,
+                "filter" => 0,
+                n => n.parse().unwrap(),
+            };
+            assert_eq!(priority, hook.priority, "{}", chain.name);
+        }
+    }
+
+    /// The skeleton a full transaction writes, as the kernel would report it.
+    fn intact(table: Table) -> ObservedSkeleton {
+        let mut observed = ObservedSkeleton::default();
+        for set in Set::ALL.into_iter().filter(|s| s.table() == table) {
+            observed.sets.insert(set.name().to_owned());
+        }
+        // nft's anonymous sets (`{ tcp, udp, sctp }`) are not ours to check.
+        observed.sets.insert("__set0".to_owned());
+        for chain in CHAINS.iter().filter(|c| c.table == table) {
+            let hook = chain.hook.map(|h| crate::nfnl::ChainHook {
+                number: h.number,
+                priority: h.priority,
+                kind: h.kind.to_owned(),
+                policy: Some(NF_ACCEPT),
+            });
+            let found = crate::nfnl::ObservedChain {
+                hook,
+                rules: chain.rules.len(),
+            };
+            observed.chains.insert(chain.name.to_owned(), found);
+        }
+        observed
+    }
+
+    #[test]
+    fn skeleton_damage_names_every_difference() {
+        for table in [Table::Inet, Table::Bridge] {
+            assert_eq!(skeleton_damage(table, Some(&intact(table))), Vec::<String>::new());
+            assert_eq!(
+                skeleton_damage(table, None),
+                [format!("table {} corral missing", table.family())]
+            );
+        }
+        let damaged = |change: &dyn Fn(&mut ObservedSkeleton)| {
+            let mut observed = intact(Table::Inet);
+            change(&mut observed);
+            skeleton_damage(Table::Inet, Some(&observed))
+        };
+        let chain = |o: &mut ObservedSkeleton, name: &str| o.chains.get_mut(name).unwrap().clone();
+        assert_eq!(
+            damaged(&|o| {
+                o.sets.remove("masq_src4");
+            }),
+            ["set masq_src4 missing"]
+        );
+        assert_eq!(
+            damaged(&|o| {
+                o.sets.remove("hostports6");
+            }),
+            ["map hostports6 missing"]
+        );
+        assert_eq!(
+            damaged(&|o| {
+                o.chains.remove("hostports");
+            }),
+            ["chain hostports missing"]
+        );
+        assert_eq!(
+            damaged(&|o| o.chains.get_mut("postrouting").unwrap().rules = 0),
+            ["chain postrouting: 0 rules, 8 expected"]
+        );
+        assert_eq!(
+            damaged(&|o| o.chains.get_mut("input").unwrap().rules += 1),
+            ["chain input: 2 rules, 1 expected"]
+        );
+        let rehooked = [
+            |h: &mut crate::nfnl::ChainHook| h.priority = 0,
+            |h: &mut crate::nfnl::ChainHook| h.number = NF_INET_LOCAL_IN,
+            |h: &mut crate::nfnl::ChainHook| h.kind = "filter".into(),
+            |h: &mut crate::nfnl::ChainHook| h.policy = Some(0),
+        ];
+        for change in rehooked {
+            let damage = damaged(&|o| {
+                let mut c = chain(o, "prerouting");
+                c.hook.as_mut().map(change);
+                o.chains.insert("prerouting".into(), c);
+            });
+            assert_eq!(damage.len(), 1, "{damage:?}");
+            assert!(damage[0].starts_with("chain prerouting: hook"), "{damage:?}");
+        }
+        let base_chain_without_hook = damaged(&|o| o.chains.get_mut("output").unwrap().hook = None);
+        assert_eq!(base_chain_without_hook, ["chain output: hook None"]);
+        let regular_chain_with_hook = damaged(&|o| {
+            let hook = chain(o, "output").hook;
+            o.chains.get_mut("hostports").unwrap().hook = hook;
+        });
+        assert_eq!(regular_chain_with_hook.len(), 1);
+    }
+
+    #[test]
     fn long_owner_comment_is_truncated_to_nft_limit() {
         let mut r = AttachmentRecord::new(Owner::new("n".repeat(200), "c", "eth0"));
         r.masq = vec![masq("10.0.0.2", "10.0.0.0/8")];
-        let script = plan_add(&r);
+        let script = plan_add(&r).full();
         assert!(script.contains(&format!("comment \"{}\"", "n".repeat(128))));
         assert!(!script.contains(&"n".repeat(129)));
     }

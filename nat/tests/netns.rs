@@ -215,6 +215,11 @@ fn golden_scripts_are_accepted_by_nft() {
         }
         let ns = Netns::new();
         let script = std::fs::read_to_string(&path).unwrap();
+        // `<name>.elements.nft` holds element lines alone: they need `<name>.nft`'s skeleton in place first.
+        if let Some(full) = path.to_str().and_then(|p| p.strip_suffix(".elements.nft")) {
+            let skeleton = std::fs::read_to_string(format!("{full}.nft")).unwrap();
+            NftCli::in_netns(ns.path()).apply(&skeleton).unwrap();
+        }
         NftCli::in_netns(ns.path())
             .apply(&script)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -27,7 +27,7 @@ fn add_writes_record_and_applies_one_transaction() {
     let (_dir, fake, m) = manager();
     let r = record("aaaa", "10.88.0.2");
     m.add(&r).unwrap();
-    assert_eq!(fake.scripts(), [plan_add(&r)]);
+    assert_eq!(fake.scripts(), [plan_add(&r).full()]);
     let lock = m.store().lock().unwrap();
     let stored = m.store().read(&lock, &r.owner, Source::Bridge).unwrap().unwrap();
     assert_eq!(stored.masq, r.masq);
@@ -60,7 +60,10 @@ fn re_add_with_new_address_replaces_in_one_transaction() {
     let new = record("aaaa", "10.88.0.7");
     m.add(&old).unwrap();
     m.add(&new).unwrap();
-    assert_eq!(fake.scripts()[1], plan_replace(&[&old], &new, &Claims::default()));
+    assert_eq!(
+        fake.scripts()[1],
+        plan_replace(&[&old], &new, &Claims::default()).full()
+    );
 }
 
 #[test]
@@ -71,7 +74,7 @@ fn del_removes_record_and_twice_is_ok() {
     m.del(&r.owner, Source::Bridge).unwrap();
     m.del(&r.owner, Source::Bridge).unwrap();
     assert_eq!(fake.scripts().len(), 2, "second DEL sends nothing");
-    assert_eq!(fake.scripts()[1], plan_remove(&r, &Claims::default()));
+    assert_eq!(fake.scripts()[1], plan_remove(&r, &Claims::default()).full());
     assert!(m.records().unwrap().records.is_empty());
 }
 
@@ -258,7 +261,7 @@ fn a_stale_owner_is_replaced_in_the_same_transaction() {
     m.add(&new).unwrap();
     assert_eq!(
         fake.scripts()[1],
-        plan_replace(&[&stale], &new, &Claims::default())
+        plan_replace(&[&stale], &new, &Claims::default()).full()
     );
     let owners: Vec<String> = m
         .records()
@@ -299,4 +302,61 @@ fn staleness_reads_boot_id_and_netns() {
     let mut unknown = live;
     unknown.netns = None;
     assert_eq!(staleness(&unknown, None), None);
+}
+
+#[test]
+fn intact_skeleton_gets_the_element_lines_alone() {
+    let (_dir, fake, m) = manager();
+    fake.set_skeleton_intact(Ok(true));
+    let r = record("aaaa", "10.88.0.2");
+    m.add(&r).unwrap();
+    m.del(&r.owner, Source::Bridge).unwrap();
+    let add = plan_add(&r);
+    let del = plan_remove(&r, &Claims::default());
+    assert_eq!(fake.scripts(), [add.elements_only(), del.elements_only()]);
+    assert!(!fake.scripts()[0].contains("add chain"));
+}
+
+#[test]
+fn damaged_or_unreadable_skeleton_gets_the_full_script() {
+    for answer in [Ok(false), Err("netlink: permission denied")] {
+        let (_dir, fake, m) = manager();
+        fake.set_skeleton_intact(answer);
+        let r = record("aaaa", "10.88.0.2");
+        m.add(&r).unwrap();
+        m.del(&r.owner, Source::Bridge).unwrap();
+        let del = plan_remove(&r, &Claims::default()).full();
+        assert_eq!(fake.scripts(), [plan_add(&r).full(), del], "{answer:?}");
+    }
+}
+
+#[test]
+fn failed_element_lines_are_retried_once_with_the_skeleton() {
+    let (_dir, fake, m) = manager();
+    fake.set_skeleton_intact(Ok(true));
+    fake.fail_next_applies(1);
+    let r = record("aaaa", "10.88.0.2");
+    m.add(&r).unwrap();
+    assert_eq!(fake.attempts(), 2);
+    assert_eq!(fake.scripts(), [plan_add(&r).full()]);
+    assert_eq!(m.records().unwrap().records.len(), 1);
+
+    // Both failing: the ADD fails with nft's error and leaves no record behind.
+    fake.fail_next_applies(2);
+    let other = record("bbbb", "10.88.0.3");
+    let err = m.add(&other).unwrap_err();
+    assert!(err.to_string().contains("No such file"), "{err}");
+    assert_eq!(fake.attempts(), 4, "one retry only");
+    assert_eq!(m.records().unwrap().records.len(), 1);
+}
+
+#[test]
+fn reconcile_always_sends_the_skeleton() {
+    let (_dir, fake, m) = manager();
+    fake.set_skeleton_intact(Ok(true));
+    let a = record("a", "10.88.0.2");
+    m.add(&a).unwrap();
+    m.reconcile().unwrap();
+    assert_eq!(fake.scripts()[1], plan_reconcile([&a]).0);
+    assert!(fake.scripts()[1].contains("flush chain inet corral postrouting"));
 }

@@ -1,5 +1,6 @@
-//! nf_tables over netlink, just enough to dump our sets' elements without running `nft`: request encoding
-//! and reply parsing, pure (byte slices in, plain data out). The socket lives in [`socket`], the conversion of
+//! nf_tables over netlink, just enough to dump our sets' elements and to check our tables' skeletons (sets,
+//! chains with their hooks, rule counts) without running `nft`: request encoding and reply parsing, pure
+//! (byte slices in, plain data out). The socket lives in [`socket`], the conversion of
 //! raw keys into [`Element`](crate::element::Element)s in [`decode`].
 //!
 //! Constants are from the kernel's uapi headers `linux/netlink.h`, `linux/netfilter/nfnetlink.h` and
@@ -10,6 +11,8 @@
 pub mod decode;
 pub mod socket;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::inspect::Counters;
 
 /// `NFNL_SUBSYS_NFTABLES`.
@@ -18,6 +21,15 @@ const SUBSYS_NFTABLES: u16 = 10;
 const MSG_NEWTABLE: u16 = 0;
 /// `NFT_MSG_GETTABLE`.
 const MSG_GETTABLE: u16 = 1;
+/// `NFT_MSG_NEWCHAIN` / `NFT_MSG_GETCHAIN`.
+const MSG_NEWCHAIN: u16 = 3;
+const MSG_GETCHAIN: u16 = 4;
+/// `NFT_MSG_NEWRULE` / `NFT_MSG_GETRULE`.
+const MSG_NEWRULE: u16 = 6;
+const MSG_GETRULE: u16 = 7;
+/// `NFT_MSG_NEWSET` / `NFT_MSG_GETSET`.
+const MSG_NEWSET: u16 = 9;
+const MSG_GETSET: u16 = 10;
 /// `NFT_MSG_NEWSETELEM`, the messages of an element dump.
 const MSG_NEWSETELEM: u16 = 12;
 /// `NFT_MSG_GETSETELEM`.
@@ -38,6 +50,22 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// `NFTA_TABLE_NAME`.
 const NFTA_TABLE_NAME: u16 = 1;
+/// `NFTA_SET_TABLE`, `NFTA_CHAIN_TABLE` and `NFTA_RULE_TABLE` are all 1.
+const NFTA_OBJECT_TABLE: u16 = 1;
+/// `NFTA_SET_NAME`.
+const NFTA_SET_NAME: u16 = 2;
+/// `NFTA_CHAIN_NAME`, `_HOOK`, `_POLICY`, `_TYPE`.
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+/// `NFTA_HOOK_HOOKNUM`, `NFTA_HOOK_PRIORITY`.
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+/// `NFTA_RULE_CHAIN`.
+const NFTA_RULE_CHAIN: u16 = 2;
+/// `NF_ACCEPT`, a base chain's policy verdict.
+pub const NF_ACCEPT: u32 = 1;
 /// `NFTA_SET_ELEM_LIST_TABLE`, `_SET`, `_ELEMENTS`.
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
@@ -93,6 +121,100 @@ pub struct RawElement {
     pub comment: Option<String>,
 }
 
+/// A base chain's hook, type and policy as the kernel reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHook {
+    /// `NFTA_HOOK_HOOKNUM` (`NF_INET_*` / `NF_BR_*`).
+    pub number: u32,
+    /// `NFTA_HOOK_PRIORITY`.
+    pub priority: i32,
+    /// `NFTA_CHAIN_TYPE`: `nat`, `filter`, `route`.
+    pub kind: String,
+    /// `NFTA_CHAIN_POLICY` (`NF_ACCEPT`, `NF_DROP`).
+    pub policy: Option<u32>,
+}
+
+/// One object of a set, chain or rule dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// `NFT_MSG_NEWSET`: a set or map (named, or anonymous like `__set0`).
+    Set {
+        /// The table it is in.
+        table: String,
+        /// Its name.
+        name: String,
+    },
+    /// `NFT_MSG_NEWCHAIN`: a chain; `hook` for base chains.
+    Chain {
+        /// The table it is in.
+        table: String,
+        /// Its name.
+        name: String,
+        /// Hook, type and policy of a base chain.
+        hook: Option<ChainHook>,
+    },
+    /// `NFT_MSG_NEWRULE`: a rule (only where it is counts).
+    Rule {
+        /// The table it is in.
+        table: String,
+        /// The chain it is in.
+        chain: String,
+    },
+}
+
+/// One chain of a table as the kernel holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedChain {
+    /// Hook, type and policy (base chains).
+    pub hook: Option<ChainHook>,
+    /// How many rules it holds.
+    pub rules: usize,
+}
+
+/// What a table holds besides elements: its sets' names and its chains (for the skeleton check,
+/// [`crate::plan::skeleton_damage`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedSkeleton {
+    /// Names of its sets and maps (anonymous ones included).
+    pub sets: BTreeSet<String>,
+    /// Its chains by name.
+    pub chains: BTreeMap<String, ObservedChain>,
+}
+
+impl ObservedSkeleton {
+    /// Collects the objects of `table` among dumped `objects` (dumps may cover every table of the family).
+    /// A rule whose chain was not dumped still counts, under that chain's name without a hook.
+    pub fn collect<'a>(table: &str, objects: impl IntoIterator<Item = &'a Object>) -> Self {
+        let mut out = Self::default();
+        for object in objects {
+            match object {
+                Object::Set { table: t, name } if t == table => {
+                    out.sets.insert(name.clone());
+                }
+                Object::Chain { table: t, name, hook } if t == table => {
+                    out.chains.entry(name.clone()).or_default().hook = hook.clone();
+                }
+                Object::Rule { table: t, chain } if t == table => {
+                    out.chains.entry(chain.clone()).or_default().rules += 1;
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The dumps the skeleton check makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dump {
+    /// `NFT_MSG_GETSET`.
+    Sets,
+    /// `NFT_MSG_GETCHAIN`.
+    Chains,
+    /// `NFT_MSG_GETRULE`.
+    Rules,
+}
+
 /// One netlink message of a reply, as far as we care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -104,6 +226,15 @@ pub enum Reply {
         interrupted: bool,
         /// The elements.
         elements: Vec<RawElement>,
+    },
+    /// A set, chain or rule of a dump; `interrupted` when the ruleset changed during the dump.
+    Object {
+        /// Sequence number of the request it answers.
+        seq: u32,
+        /// `NLM_F_DUMP_INTR` was set.
+        interrupted: bool,
+        /// The object.
+        object: Object,
     },
     /// `NFT_MSG_NEWTABLE`: the table asked for exists.
     Table {
@@ -139,6 +270,19 @@ pub fn get_elements_request(seq: u32, family: u8, table: &str, set: &str) -> Vec
     put_str(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, table);
     put_str(&mut attrs, NFTA_SET_ELEM_LIST_SET, set);
     message(MSG_GETSETELEM, NLM_F_REQUEST | NLM_F_DUMP, seq, family, &attrs)
+}
+
+/// A dump of the sets, chains or rules of `family`, asking for those of `table` (the kernel filters sets and
+/// rules by it; chain dumps may still cover every table of the family, so callers filter replies too).
+pub fn dump_request(seq: u32, dump: Dump, family: u8, table: &str) -> Vec<u8> {
+    let msg = match dump {
+        Dump::Sets => MSG_GETSET,
+        Dump::Chains => MSG_GETCHAIN,
+        Dump::Rules => MSG_GETRULE,
+    };
+    let mut attrs = Vec::new();
+    put_str(&mut attrs, NFTA_OBJECT_TABLE, table);
+    message(msg, NLM_F_REQUEST | NLM_F_DUMP, seq, family, &attrs)
 }
 
 fn message(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[u8]) -> Vec<u8> {
@@ -200,6 +344,19 @@ fn parse_message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Result<Repl
         }
         NLMSG_DONE => Ok(Reply::Done { seq }),
         k if k == (SUBSYS_NFTABLES << 8) | MSG_NEWTABLE => Ok(Reply::Table { seq }),
+        k if k == (SUBSYS_NFTABLES << 8) | MSG_NEWSET
+            || k == (SUBSYS_NFTABLES << 8) | MSG_NEWCHAIN
+            || k == (SUBSYS_NFTABLES << 8) | MSG_NEWRULE =>
+        {
+            let attrs = payload
+                .get(NFGENMSG_LEN..)
+                .ok_or(Malformed("truncated nfgenmsg"))?;
+            Ok(Reply::Object {
+                seq,
+                interrupted: flags & NLM_F_DUMP_INTR != 0,
+                object: parse_object(k & 0xff, attrs)?,
+            })
+        }
         k if k == (SUBSYS_NFTABLES << 8) | MSG_NEWSETELEM => {
             let attrs = payload
                 .get(NFGENMSG_LEN..)
@@ -222,6 +379,64 @@ fn parse_message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Result<Repl
         }
         _ => Ok(Reply::Other),
     }
+}
+
+/// A set, chain or rule message's attributes (`msg` is its `NFT_MSG_NEW*` type).
+fn parse_object(msg: u16, attrs: &[u8]) -> Result<Object, Malformed> {
+    let mut table = None;
+    let mut name = None;
+    let mut hook_attrs = None;
+    let mut policy = None;
+    let mut kind = None;
+    for (attr, value) in Attrs::new(attrs) {
+        match (msg, attr?) {
+            (_, NFTA_OBJECT_TABLE) => table = Some(string(value)?),
+            (MSG_NEWSET, NFTA_SET_NAME)
+            | (MSG_NEWCHAIN, NFTA_CHAIN_NAME)
+            | (MSG_NEWRULE, NFTA_RULE_CHAIN) => name = Some(string(value)?),
+            (MSG_NEWCHAIN, NFTA_CHAIN_HOOK) => hook_attrs = Some(value),
+            (MSG_NEWCHAIN, NFTA_CHAIN_POLICY) => {
+                policy = Some(read_u32_be(value, 0).ok_or(Malformed("chain policy"))?)
+            }
+            (MSG_NEWCHAIN, NFTA_CHAIN_TYPE) => kind = Some(string(value)?),
+            _ => {}
+        }
+    }
+    let table = table.ok_or(Malformed("object without a table"))?;
+    let name = name.ok_or(Malformed("object without a name"))?;
+    Ok(match msg {
+        MSG_NEWSET => Object::Set { table, name },
+        MSG_NEWRULE => Object::Rule { table, chain: name },
+        _ => {
+            let hook = match hook_attrs {
+                None => None,
+                Some(nest) => {
+                    let (mut number, mut priority) = (None, None);
+                    for (attr, value) in Attrs::new(nest) {
+                        match attr? {
+                            NFTA_HOOK_HOOKNUM => number = read_u32_be(value, 0),
+                            // A signed priority, sent as a big-endian 32-bit word.
+                            NFTA_HOOK_PRIORITY => priority = read_u32_be(value, 0).map(|p| p as i32),
+                            _ => {}
+                        }
+                    }
+                    Some(ChainHook {
+                        number: number.ok_or(Malformed("chain hook without a number"))?,
+                        priority: priority.ok_or(Malformed("chain hook without a priority"))?,
+                        kind: kind.unwrap_or_default(),
+                        policy,
+                    })
+                }
+            };
+            Object::Chain { table, name, hook }
+        }
+    })
+}
+
+/// A NUL-terminated string attribute.
+fn string(value: &[u8]) -> Result<String, Malformed> {
+    let text = value.split(|b| *b == 0).next().unwrap_or_default();
+    String::from_utf8(text.to_vec()).map_err(|_| Malformed("string attribute is not UTF-8"))
 }
 
 fn parse_element(attrs: &[u8]) -> Result<RawElement, Malformed> {

@@ -3,7 +3,7 @@
 
 use super::decode::decode;
 use super::*;
-use crate::element::Set;
+use crate::element::{Set, Table};
 
 fn fixture(set: Set) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -188,4 +188,192 @@ fn walk(set: Set, replies: Vec<Reply>) {
             }
         }
     }
+}
+
+/// A captured `skeleton-<family>-<dump>.bin` fixture (see `tests/skeleton.rs`).
+fn skeleton_fixture(family: &str, dump: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/netlink")
+        .join(format!("skeleton-{family}-{dump}.bin"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn skeleton_objects(family: &str) -> Vec<Object> {
+    let mut out = Vec::new();
+    let mut done = 0;
+    for dump in ["sets", "chains", "rules"] {
+        for reply in parse_datagram(&skeleton_fixture(family, dump)).unwrap() {
+            match reply {
+                Reply::Object { object, .. } => out.push(object),
+                Reply::Done { .. } => done += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(done, 3, "every dump ends");
+    out
+}
+
+#[test]
+fn dump_requests_name_message_family_and_table() {
+    for (dump, msg) in [
+        (Dump::Sets, 0x0a0a),
+        (Dump::Chains, 0x0a04),
+        (Dump::Rules, 0x0a07),
+    ] {
+        let req = dump_request(5, dump, NFPROTO_BRIDGE, "corral");
+        assert_eq!(read_u32_ne(&req, 0), Some(req.len() as u32));
+        assert_eq!(read_u16_ne(&req, 4), Some(msg), "{dump:?}");
+        assert_eq!(read_u16_ne(&req, 6), Some(0x301), "NLM_F_REQUEST | NLM_F_DUMP");
+        assert_eq!(read_u32_ne(&req, 8), Some(5));
+        assert_eq!(req[16], NFPROTO_BRIDGE);
+        let attrs: Vec<(u16, Vec<u8>)> = Attrs::new(&req[20..])
+            .map(|(k, v)| (k.unwrap(), v.to_vec()))
+            .collect();
+        assert_eq!(attrs, [(1, b"corral\0".to_vec())], "NFTA_*_TABLE");
+    }
+}
+
+/// The dumps of a skeleton the planner wrote, captured from the kernel, parse to an intact skeleton.
+#[test]
+fn captured_skeleton_dumps_are_intact() {
+    use crate::plan::skeleton_damage;
+    for (family, table) in [("inet", Table::Inet), ("bridge", Table::Bridge)] {
+        let observed = ObservedSkeleton::collect("corral", &skeleton_objects(family));
+        assert_eq!(
+            skeleton_damage(table, Some(&observed)),
+            Vec::<String>::new(),
+            "{family}"
+        );
+    }
+    let inet = ObservedSkeleton::collect("corral", &skeleton_objects("inet"));
+    let postrouting = &inet.chains["postrouting"];
+    assert_eq!(postrouting.rules, 8);
+    assert_eq!(
+        postrouting.hook,
+        Some(ChainHook {
+            number: 4,
+            priority: 100,
+            kind: "nat".into(),
+            policy: Some(NF_ACCEPT),
+        })
+    );
+    assert_eq!(inet.chains["hostports"].hook, None);
+    assert_eq!(inet.chains["hostports"].rules, 4);
+    assert!(inet.sets.contains("hostip_ports6"));
+    assert!(
+        inet.sets.iter().any(|s| s.starts_with("__set")),
+        "anonymous sets are dumped too"
+    );
+    let bridge = ObservedSkeleton::collect("corral", &skeleton_objects("bridge"));
+    assert_eq!(
+        bridge.chains["prerouting"].hook.as_ref().map(|h| h.priority),
+        Some(-300)
+    );
+    // Objects of another table in the dumps are ignored.
+    assert_eq!(
+        ObservedSkeleton::collect("other", &skeleton_objects("inet")),
+        ObservedSkeleton::default()
+    );
+}
+
+/// Hand-built `NFT_MSG_NEWCHAIN` with a hook nest, as the kernel encodes it.
+fn chain_message(seq: u32, flags: u16, hook: Option<(u32, i32)>) -> Vec<u8> {
+    fn attr(out: &mut Vec<u8>, kind: u16, value: &[u8]) {
+        out.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize(align4(out.len()), 0);
+    }
+    let mut attrs = Vec::new();
+    attr(&mut attrs, 1, b"corral\0");
+    attr(&mut attrs, 3, b"output\0");
+    if let Some((number, priority)) = hook {
+        let mut nest = Vec::new();
+        attr(&mut nest, 1, &number.to_be_bytes());
+        attr(&mut nest, 2, &priority.to_be_bytes());
+        attr(&mut attrs, 4 | 0x8000, &nest);
+        attr(&mut attrs, 5, &NF_ACCEPT.to_be_bytes());
+        attr(&mut attrs, 7, b"nat\0");
+    }
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&((16 + 4 + attrs.len()) as u32).to_ne_bytes());
+    msg.extend_from_slice(&0x0a03u16.to_ne_bytes());
+    msg.extend_from_slice(&flags.to_ne_bytes());
+    msg.extend_from_slice(&seq.to_ne_bytes());
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    msg.extend_from_slice(&[NFPROTO_INET, 0, 0, 0]);
+    msg.extend_from_slice(&attrs);
+    msg
+}
+
+#[test]
+fn hand_built_chain_messages_parse() {
+    let mut buf = chain_message(3, 0x2, Some((3, -100)));
+    buf.extend(chain_message(3, 0x2 | NLM_F_DUMP_INTR, None));
+    assert_eq!(
+        parse_datagram(&buf).unwrap(),
+        [
+            Reply::Object {
+                seq: 3,
+                interrupted: false,
+                object: Object::Chain {
+                    table: "corral".into(),
+                    name: "output".into(),
+                    hook: Some(ChainHook {
+                        number: 3,
+                        priority: -100,
+                        kind: "nat".into(),
+                        policy: Some(NF_ACCEPT),
+                    }),
+                },
+            },
+            Reply::Object {
+                seq: 3,
+                interrupted: true,
+                object: Object::Chain {
+                    table: "corral".into(),
+                    name: "output".into(),
+                    hook: None,
+                },
+            },
+        ]
+    );
+}
+
+#[test]
+fn malformed_skeleton_dumps_never_panic() {
+    let mut inputs: Vec<Vec<u8>> = vec![chain_message(1, 0, Some((0, -300)))];
+    for family in ["inet", "bridge"] {
+        for dump in ["sets", "chains", "rules"] {
+            inputs.push(skeleton_fixture(family, dump));
+        }
+    }
+    for bytes in inputs {
+        for len in 0..bytes.len().min(2000) {
+            let _ = parse_datagram(&bytes[..len]);
+        }
+        for at in 0..bytes.len().min(200) {
+            for value in [0u8, 1, 3, 0x7f, 0xff] {
+                let mut bad = bytes.clone();
+                bad[at] = value;
+                if let Ok(replies) = parse_datagram(&bad) {
+                    let objects: Vec<Object> = replies
+                        .into_iter()
+                        .filter_map(|r| match r {
+                            Reply::Object { object, .. } => Some(object),
+                            _ => None,
+                        })
+                        .collect();
+                    let _ = ObservedSkeleton::collect("corral", &objects);
+                }
+            }
+        }
+    }
+    // A chain message cut after its table attribute has no name: an error, not an unnamed chain.
+    let mut no_name = chain_message(1, 0, None);
+    no_name.truncate(16 + 4 + 12);
+    let len = no_name.len() as u32;
+    no_name[..4].copy_from_slice(&len.to_ne_bytes());
+    assert!(parse_datagram(&no_name).is_err());
 }

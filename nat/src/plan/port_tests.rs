@@ -37,7 +37,7 @@ fn web(container: &str, v4: &str, v6: &str) -> AttachmentRecord {
 fn add_ports_dual_stack_with_host_ips() {
     golden(
         "add-ports-dual-stack.nft",
-        &plan_add(&web("aaaa", "10.88.0.2", "fd00:88::2")),
+        &plan_add(&web("aaaa", "10.88.0.2", "fd00:88::2")).full(),
     );
 }
 
@@ -47,7 +47,7 @@ fn masq_all_replaces_hairpin_and_localhost_with_one_element_per_address() {
     if let Some(p) = r.ports.as_mut() {
         p.masq_all = true;
     }
-    let script = plan_add(&r);
+    let script = plan_add(&r).full();
     golden("add-ports-masq-all.nft", &script);
     assert!(!script.contains("127.0.0.0/8 . 10.88.0.2"));
 }
@@ -59,7 +59,7 @@ fn no_snat_adds_only_the_map_elements() {
         p.snat = false;
         p.masq_all = true;
     }
-    let script = plan_add(&r);
+    let script = plan_add(&r).full();
     golden("add-ports-no-snat.nft", &script);
     assert!(!script.contains("add element inet corral dnat_masq"));
 }
@@ -68,7 +68,7 @@ fn no_snat_adds_only_the_map_elements() {
 fn remove_ports_re_adds_map_elements_with_their_data_before_deleting_by_key() {
     golden(
         "remove-ports.nft",
-        &plan_remove(&web("aaaa", "10.88.0.2", "fd00:88::2"), &Claims::default()),
+        &plan_remove(&web("aaaa", "10.88.0.2", "fd00:88::2"), &Claims::default()).full(),
     );
 }
 
@@ -82,7 +82,7 @@ fn replacing_a_stale_owner_moves_the_port_in_one_transaction() {
         snat: true,
         masq_all: false,
     });
-    let script = plan_replace(&[&stale], &new, &Claims::default());
+    let script = plan_replace(&[&stale], &new, &Claims::default()).full();
     golden("replace-stale-port-owner.nft", &script);
     let delete = script
         .find("delete element inet corral hostports4 { tcp . 8080 }")
