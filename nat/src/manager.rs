@@ -14,7 +14,8 @@
 //! A transaction that only removes (DEL, GC) with intact skeletons goes over netlink instead
 //! ([`NftBackend::remove_elements`]: one `DESTROYSETELEM` batch, its socket released by a child process):
 //! `nft -f` spends ~12 of its ~13 ms at exit, waiting for the kernel to flush the deleted elements' deferred
-//! destruction when its socket is released. If netlink fails, the element lines go to nft as before.
+//! destruction when its socket is released (`corral cni del` of a bridge with `ipMasq`: 22–24 ms before,
+//! 9–12 ms after, about what a DEL without NAT costs). If netlink fails, the element lines go to nft as before.
 //! Transactions that add keep using nft (elements carry comments and counters).
 //!
 //! ADD and DEL read only the records the ownership index names for their own elements' slots (host-port

@@ -71,7 +71,7 @@ pub fn skeleton(netns: Option<&Path>, table: Table) -> Result<Option<ObservedSke
 /// Removes `elements` from corral's sets in one nf_tables transaction (`NFT_MSG_DESTROYSETELEM`: elements
 /// that are not there are fine), in `netns` when given. Returns once the kernel has acknowledged every message
 /// (the commit is done by then); a refused batch or message is an error naming the set, and nothing was
-/// removed. The socket is then released by a child process ([`release_in_child`]).
+/// removed. The socket is then released by a child process (`release_in_child`), off the caller's path.
 pub fn remove_elements(netns: Option<&Path>, elements: &[Element]) -> Result<(), NatError> {
     let removals = set_removals(elements);
     if removals.is_empty() {
