@@ -11,6 +11,13 @@
 //! element lines fail anyway (the table vanished between check and apply), the full script is sent once.
 //! Reconcile always sends the full script.
 //!
+//! A transaction that only removes (DEL, GC) with intact skeletons goes over netlink instead
+//! ([`NftBackend::remove_elements`]: one `DESTROYSETELEM` batch, its socket released by a child process):
+//! `nft -f` spends ~12 of its ~13 ms at exit, waiting for the kernel to flush the deleted elements' deferred
+//! destruction when its socket is released (`corral cni del` of a bridge with `ipMasq`: 22–24 ms before,
+//! 9–12 ms after, about what a DEL without NAT costs). If netlink fails, the element lines go to nft as before.
+//! Transactions that add keep using nft (elements carry comments and counters).
+//!
 //! ADD and DEL read only the records the ownership index names for their own elements' slots (host-port
 //! owners, other claimants of shared elements), so their cost does not grow with the number of attachments.
 //! GC, reconcile and the listing walk every record.
@@ -359,6 +366,17 @@ impl<B: NftBackend> NatManager<B> {
             return Ok(());
         }
         if self.skeletons_intact(&transaction.tables) {
+            if transaction.only_removes() {
+                match self.backend.remove_elements(&transaction.removals) {
+                    Ok(()) => {
+                        tracing::debug!(%owner, verb, path = "netlink", "element removal");
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        tracing::debug!(%owner, verb, %error, "netlink element removal failed; sending nft the element lines")
+                    }
+                }
+            }
             tracing::debug!(%owner, verb, path = "elements-only", "nft transaction");
             match self.backend.apply(transaction.elements_only()) {
                 Ok(()) => return Ok(()),

@@ -193,6 +193,10 @@ pub struct Transaction {
     pub tables: BTreeSet<Table>,
     /// The `add element` / `delete element` lines.
     pub elements: String,
+    /// The elements it removes.
+    pub removals: Vec<Element>,
+    /// Whether it adds anything (else it can go over netlink, [`crate::NftBackend::remove_elements`]).
+    pub adds: bool,
 }
 
 impl Transaction {
@@ -209,6 +213,11 @@ impl Transaction {
         }
         script.push_str(&self.elements);
         script
+    }
+
+    /// Only removals: nothing to add (and something to remove).
+    pub fn only_removes(&self) -> bool {
+        !self.adds && !self.removals.is_empty()
     }
 
     /// The element lines alone: correct only while every touched table's skeleton is intact, and several
@@ -315,6 +324,8 @@ pub fn plan_transaction(additions: &[Addition], removals: &[Element]) -> Transac
     Transaction {
         tables,
         elements: script,
+        removals: removals.to_vec(),
+        adds: !additions.is_empty(),
     }
 }
 

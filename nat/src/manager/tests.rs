@@ -360,3 +360,83 @@ fn reconcile_always_sends_the_skeleton() {
     assert_eq!(fake.scripts()[1], plan_reconcile([&a]).0);
     assert!(fake.scripts()[1].contains("flush chain inet corral postrouting"));
 }
+
+#[test]
+fn pure_removals_with_an_intact_skeleton_go_over_netlink() {
+    let (_dir, fake, m) = manager();
+    fake.set_skeleton_intact(Ok(true));
+    fake.set_remove_elements(Ok(()));
+    let (a, b) = (record("a", "10.88.0.2"), record("b", "10.88.0.3"));
+    m.add(&a).unwrap();
+    m.add(&b).unwrap();
+    assert_eq!(fake.removals().len(), 0, "additions never go over netlink");
+    m.del(&a.owner, Source::Bridge).unwrap();
+    m.gc("net1", Source::Bridge, &[]).unwrap();
+    assert_eq!(
+        fake.removals(),
+        [
+            plan_remove(&a, &Claims::default()).removals,
+            plan_remove(&b, &Claims::default()).removals
+        ]
+    );
+    assert_eq!(fake.removals()[0], record_elements(&a));
+    assert_eq!(
+        fake.scripts(),
+        [plan_add(&a).elements_only(), plan_add(&b).elements_only()]
+    );
+    assert!(m.records().unwrap().records.is_empty());
+}
+
+#[test]
+fn removals_use_nft_when_the_skeleton_is_damaged_or_netlink_fails() {
+    // Damaged skeleton: the full script, netlink is not tried.
+    let (_dir, fake, m) = manager();
+    fake.set_remove_elements(Ok(()));
+    let r = record("aaaa", "10.88.0.2");
+    m.add(&r).unwrap();
+    m.del(&r.owner, Source::Bridge).unwrap();
+    assert!(fake.removals().is_empty());
+    assert_eq!(fake.scripts()[1], plan_remove(&r, &Claims::default()).full());
+
+    // Netlink fails (or the backend cannot): the element lines go to nft instead.
+    for answer in [Some(Err("netlink: EPERM")), None] {
+        let (_dir, fake, m) = manager();
+        fake.set_skeleton_intact(Ok(true));
+        if let Some(answer) = answer {
+            fake.set_remove_elements(answer);
+        }
+        m.add(&r).unwrap();
+        m.del(&r.owner, Source::Bridge).unwrap();
+        assert!(fake.removals().is_empty());
+        let del = plan_remove(&r, &Claims::default());
+        assert_eq!(fake.scripts()[1], del.elements_only(), "{answer:?}");
+        assert!(m.records().unwrap().records.is_empty());
+    }
+}
+
+#[test]
+fn replacing_a_record_adds_so_it_goes_to_nft() {
+    let (_dir, fake, m) = manager();
+    fake.set_skeleton_intact(Ok(true));
+    fake.set_remove_elements(Ok(()));
+    m.add(&record("aaaa", "10.88.0.2")).unwrap();
+    m.add(&record("aaaa", "10.88.0.3")).unwrap();
+    assert!(fake.removals().is_empty());
+    assert_eq!(fake.scripts().len(), 2);
+    assert!(fake.scripts()[1].contains("delete element inet corral masq_src4 { 10.88.0.2 }"));
+}
+
+#[test]
+fn a_removal_with_nothing_left_to_remove_sends_nothing() {
+    let (_dir, fake, m) = manager();
+    fake.set_skeleton_intact(Ok(true));
+    fake.set_remove_elements(Ok(()));
+    let (a, mut b) = (record("a", "10.88.0.2"), record("b", "10.88.0.2"));
+    b.owner.ifname = "eth1".into();
+    m.add(&a).unwrap();
+    m.add(&b).unwrap();
+    // b claims every element of a: the DEL removes nothing and sends nothing.
+    m.del(&a.owner, Source::Bridge).unwrap();
+    assert!(fake.removals().is_empty());
+    assert_eq!(fake.scripts().len(), 2);
+}

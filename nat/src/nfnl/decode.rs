@@ -1,4 +1,5 @@
-//! Raw set-element bytes → [`Element`]s, per set type. Concatenations are register-aligned: each field is
+//! Raw set-element bytes ↔ [`Element`]s, per set type: [`decode`] reads dumps, [`encode`] writes the keys
+//! removals send (one place for both directions of every layout). Concatenations are register-aligned: each field is
 //! padded to a multiple of 4 bytes (`inet_proto` 1 byte, `inet_service` 2 bytes big-endian, `ipv4_addr` 4,
 //! `ipv6_addr` 16, `ifname` 16 NUL-padded, `ether_addr` 6). Interval elements carry the range's last key in
 //! `key_end`; a range that is a prefix becomes an [`IpNet`], anything else is skipped, like the JSON reader
@@ -68,6 +69,94 @@ pub fn decode(set: Set, raw: &RawElement) -> Option<Element> {
     Some(element)
 }
 
+/// The bytes of `element` as the kernel holds them in its set: the key, for interval sets the range's last
+/// key in `key_end` (no `ELEM_INTERVAL_END` flag: our interval sets are concatenations), for maps the data.
+/// The inverse of [`decode`].
+pub fn encode(element: &Element) -> RawElement {
+    let mut key = Vec::new();
+    let mut key_end = None;
+    let mut data = None;
+    match element {
+        Element::MasqSource(ip) => put_ip(&mut key, *ip),
+        Element::MasqSkip { ip, subnet } => {
+            let mut end = Vec::new();
+            put_ip(&mut key, *ip);
+            put_ip(&mut key, subnet.network());
+            put_ip(&mut end, *ip);
+            put_ip(&mut end, subnet.broadcast());
+            key_end = Some(end);
+        }
+        Element::DnatMasq { source, dest } => {
+            let mut end = Vec::new();
+            put_ip(&mut key, source.network());
+            put_ip(&mut key, *dest);
+            put_ip(&mut end, source.broadcast());
+            put_ip(&mut end, *dest);
+            key_end = Some(end);
+        }
+        Element::SpoofPort(port) => put_ifname(&mut key, port),
+        Element::SpoofAllowed { port, mac } => {
+            put_ifname(&mut key, port);
+            put_field(&mut key, mac);
+        }
+        Element::HostPort {
+            protocol,
+            host_ip,
+            port,
+            dest,
+            dest_port,
+        } => {
+            put_field(&mut key, &[protocol_number(*protocol)]);
+            if let Some(host_ip) = host_ip {
+                put_ip(&mut key, *host_ip);
+            }
+            put_field(&mut key, &port.to_be_bytes());
+            let mut value = Vec::new();
+            put_ip(&mut value, *dest);
+            put_field(&mut value, &dest_port.to_be_bytes());
+            data = Some(value);
+        }
+    }
+    RawElement {
+        key,
+        key_end,
+        data,
+        ..RawElement::default()
+    }
+}
+
+/// One field of a concatenation, padded to the next 4-byte register boundary.
+fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
+    out.resize((out.len() + 3) & !3, 0);
+}
+
+fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => put_field(out, &v4.octets()),
+        IpAddr::V6(v6) => put_field(out, &v6.octets()),
+    }
+}
+
+/// `ifname`: the name NUL-padded to IFNAMSIZ (16) bytes (validated names are at most 15 bytes; a longer one
+/// is cut rather than overflowing the field, and then matches nothing).
+fn put_ifname(out: &mut Vec<u8>, name: &str) {
+    let mut field = [0u8; 16];
+    let bytes = name.as_bytes();
+    let len = bytes.len().min(15);
+    field[..len].copy_from_slice(&bytes[..len]);
+    put_field(out, &field);
+}
+
+/// The IP protocol number of `protocol` (`inet_proto`).
+fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => 6,
+        Protocol::Udp => 17,
+        Protocol::Sctp => 132,
+    }
+}
+
 /// `start..=end` as a prefix (`/32` or `/128` when they are equal), `None` when it is not one.
 fn prefix(start: IpAddr, end: IpAddr) -> Option<IpNet> {
     match (start, end) {
@@ -134,12 +223,12 @@ impl<'a> Fields<'a> {
     }
 
     fn protocol(&mut self) -> Option<Protocol> {
-        match self.take(1)? {
-            [6] => Some(Protocol::Tcp),
-            [17] => Some(Protocol::Udp),
-            [132] => Some(Protocol::Sctp),
-            _ => None,
-        }
+        let [number] = self.take(1)? else {
+            return None;
+        };
+        [Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+            .into_iter()
+            .find(|p| protocol_number(*p) == *number)
     }
 
     /// `ifname`: IFNAMSIZ (16) bytes, NUL-padded.

@@ -1,6 +1,13 @@
-//! nf_tables over netlink, just enough to dump our sets' elements and to check our tables' skeletons (sets,
-//! chains with their hooks, rule counts) without running `nft`: request encoding and reply parsing, pure
-//! (byte slices in, plain data out). The socket lives in [`socket`], the conversion of
+//! nf_tables over netlink, just enough to dump our sets' elements, to check our tables' skeletons (sets,
+//! chains with their hooks, rule counts) and to remove elements without running `nft`: request encoding and
+//! reply parsing, pure (byte slices in, plain data out).
+//!
+//! Removals go over netlink because `nft -f` pays for them at exit: when the socket that deleted something
+//! is released, nf_tables flushes the deleted objects' deferred destruction (an RCU grace period, ~12 ms on
+//! kernel 6.18), after the commit itself is done. [`destroy_elements_batch`] is one transaction of
+//! `NFT_MSG_DESTROYSETELEM` messages (kernel ≥ 6.3: like `DELSETELEM` but a missing element is no error), and
+//! [`socket::remove_elements`] hands the socket's release to a child process so that wait is off the
+//! caller's path. The socket lives in [`socket`], the conversion of
 //! raw keys into [`Element`](crate::element::Element)s in [`decode`].
 //!
 //! Constants are from the kernel's uapi headers `linux/netlink.h`, `linux/netfilter/nfnetlink.h` and
@@ -34,6 +41,16 @@ const MSG_GETSET: u16 = 10;
 const MSG_NEWSETELEM: u16 = 12;
 /// `NFT_MSG_GETSETELEM`.
 const MSG_GETSETELEM: u16 = 13;
+/// `NFT_MSG_DESTROYSETELEM` (kernel ≥ 6.3; uapi `enum nf_tables_msg_types`: after `GETRULE_RESET` = 25 come
+/// `DESTROYTABLE`, `DESTROYCHAIN`, `DESTROYRULE`, `DESTROYSET`, then this).
+const MSG_DESTROYSETELEM: u16 = 30;
+/// `NFNL_MSG_BATCH_BEGIN` / `NFNL_MSG_BATCH_END` (`NLMSG_MIN_TYPE` and the next one).
+const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
+const NFNL_MSG_BATCH_END: u16 = 0x11;
+/// `AF_UNSPEC`, the family of the batch delimiters.
+const AF_UNSPEC: u8 = 0;
+/// `NLA_F_NESTED`, set on nested attributes as libmnl does.
+const NLA_F_NESTED: u16 = 0x8000;
 
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
@@ -285,17 +302,148 @@ pub fn dump_request(seq: u32, dump: Dump, family: u8, table: &str) -> Vec<u8> {
     message(msg, NLM_F_REQUEST | NLM_F_DUMP, seq, family, &attrs)
 }
 
+/// The elements of one set to remove, as [`decode::encode`] lays them out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetRemoval {
+    /// `NFPROTO_INET` or `NFPROTO_BRIDGE`.
+    pub family: u8,
+    /// The table.
+    pub table: String,
+    /// The set.
+    pub set: String,
+    /// Its elements (key and, for intervals, key_end; data is not sent).
+    pub elements: Vec<RawElement>,
+}
+
+/// One nf_tables transaction removing every element of `removals`: `NFNL_MSG_BATCH_BEGIN`, one
+/// acknowledged `NFT_MSG_DESTROYSETELEM` per set, `NFNL_MSG_BATCH_END`. Sequence numbers run from
+/// `first_seq` (the batch begin) upwards; the set messages get `first_seq + 1 ..`, in `removals` order.
+pub fn destroy_elements_batch(first_seq: u32, removals: &[SetRemoval]) -> Vec<u8> {
+    let mut out = batch_delimiter(NFNL_MSG_BATCH_BEGIN, first_seq);
+    let mut seq = first_seq;
+    for removal in removals {
+        seq = seq.wrapping_add(1);
+        let mut list = Vec::new();
+        for element in &removal.elements {
+            let mut attrs = Vec::new();
+            put_nested(&mut attrs, NFTA_SET_ELEM_KEY, &data_value_attr(&element.key));
+            if let Some(end) = &element.key_end {
+                put_nested(&mut attrs, NFTA_SET_ELEM_KEY_END, &data_value_attr(end));
+            }
+            put_nested(&mut list, NFTA_LIST_ELEM, &attrs);
+        }
+        let mut attrs = Vec::new();
+        put_str(&mut attrs, NFTA_SET_ELEM_LIST_TABLE, &removal.table);
+        put_str(&mut attrs, NFTA_SET_ELEM_LIST_SET, &removal.set);
+        put_nested(&mut attrs, NFTA_SET_ELEM_LIST_ELEMENTS, &list);
+        out.extend(message(
+            MSG_DESTROYSETELEM,
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            removal.family,
+            &attrs,
+        ));
+    }
+    out.extend(batch_delimiter(NFNL_MSG_BATCH_END, seq.wrapping_add(1)));
+    out
+}
+
+/// A batch begin or end: `nfgenmsg` with `AF_UNSPEC` and the subsystem in `res_id` (big-endian).
+fn batch_delimiter(kind: u16, seq: u32) -> Vec<u8> {
+    header(kind, NLM_F_REQUEST, seq, AF_UNSPEC, SUBSYS_NFTABLES, &[])
+}
+
+/// Reads the replies to one [`destroy_elements_batch`]; feed it every datagram until [`BatchAcks::finished`].
+#[derive(Debug, Clone)]
+pub struct BatchAcks {
+    first_seq: u32,
+    /// The set each message removes from, by position after the batch begin.
+    sets: Vec<String>,
+    acked: Vec<bool>,
+    failures: Vec<(String, i32)>,
+}
+
+impl BatchAcks {
+    /// Expects one acknowledgement per set message of the batch that started at `first_seq`.
+    pub fn new(first_seq: u32, removals: &[SetRemoval]) -> Self {
+        Self {
+            first_seq,
+            sets: removals.iter().map(|r| r.set.clone()).collect(),
+            acked: vec![false; removals.len()],
+            failures: Vec::new(),
+        }
+    }
+
+    /// Takes in the replies of one datagram. A non-zero error on the batch begin (the kernel's answer when the
+    /// batch as a whole is refused or its commit fails) or on any message is recorded as a failure.
+    pub fn feed(&mut self, replies: &[Reply]) {
+        for reply in replies {
+            let Reply::Error { seq, errno } = *reply else {
+                continue;
+            };
+            if seq == self.first_seq {
+                if errno != 0 {
+                    self.failures.push(("the batch".to_owned(), errno));
+                }
+                continue;
+            }
+            let index = seq.wrapping_sub(self.first_seq).wrapping_sub(1) as usize;
+            let (Some(acked), Some(set)) = (self.acked.get_mut(index), self.sets.get(index)) else {
+                continue;
+            };
+            *acked = true;
+            if errno != 0 {
+                self.failures.push((set.clone(), errno));
+            }
+        }
+    }
+
+    /// Every message answered, or something failed (the rest may never be answered).
+    pub fn finished(&self) -> bool {
+        !self.failures.is_empty() || self.acked.iter().all(|a| *a)
+    }
+
+    /// What failed, as `(set or "the batch", errno)`; empty when every message was acknowledged.
+    pub fn failures(&self) -> &[(String, i32)] {
+        &self.failures
+    }
+}
+
 fn message(msg: u16, flags: u16, seq: u32, family: u8, attrs: &[u8]) -> Vec<u8> {
+    header((SUBSYS_NFTABLES << 8) | msg, flags, seq, family, 0, attrs)
+}
+
+fn header(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, attrs: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
-    out.extend_from_slice(&((SUBSYS_NFTABLES << 8) | msg).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
     out.extend_from_slice(&flags.to_ne_bytes());
     out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes());
-    // struct nfgenmsg: family, version NFNETLINK_V0, res_id 0 (big-endian).
-    out.extend_from_slice(&[family, 0, 0, 0]);
+    // struct nfgenmsg: family, version NFNETLINK_V0, res_id (big-endian).
+    out.extend_from_slice(&[family, 0]);
+    out.extend_from_slice(&res_id.to_be_bytes());
     out.extend_from_slice(attrs);
+    out
+}
+
+/// A nested attribute holding `inner` (already 4-byte aligned attributes).
+fn put_nested(out: &mut Vec<u8>, kind: u16, inner: &[u8]) {
+    let len = 4 + inner.len();
+    out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_ne_bytes());
+    out.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+    out.extend_from_slice(inner);
+    out.resize(align4(out.len()), 0);
+}
+
+/// `NFTA_DATA_VALUE` holding `bytes`, padded to 4 bytes.
+fn data_value_attr(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + bytes.len() + 3);
+    out.extend_from_slice(&u16::try_from(4 + bytes.len()).unwrap_or(u16::MAX).to_ne_bytes());
+    out.extend_from_slice(&NFTA_DATA_VALUE.to_ne_bytes());
+    out.extend_from_slice(bytes);
+    out.resize(align4(out.len()), 0);
     out
 }
 

@@ -1,7 +1,9 @@
 //! The effect half of the netlink reader: a `NETLINK_NETFILTER` socket (opened inside a given network
 //! namespace on a short-lived thread, so the caller's thread never changes namespace), one `GETTABLE` to
 //! tell a missing table from an empty one, then one element dump per set of ours; or, for the skeleton check,
-//! one dump each of the table's sets, chains and rules.
+//! one dump each of the table's sets, chains and rules; or one batch of element removals
+//! ([`remove_elements`]), whose socket is released by a forked child so the kernel's deferred-destruction
+//! flush on release does not delay the caller.
 
 use std::fs::File;
 use std::path::Path;
@@ -9,11 +11,12 @@ use std::path::Path;
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::sched::{setns, CloneFlags};
 
-use super::decode::decode;
+use super::decode::{decode, encode};
+use super::{destroy_elements_batch, BatchAcks, SetRemoval};
 use super::{dump_request, get_elements_request, get_table_request, parse_datagram, RawElement, Reply};
 use super::{Dump, Object, ObservedSkeleton};
 use super::{NFPROTO_BRIDGE, NFPROTO_INET};
-use crate::element::{Set, Table, TABLE_NAME};
+use crate::element::{Element, Set, Table, TABLE_NAME};
 use crate::error::NatError;
 use crate::inspect::CountedElements;
 
@@ -63,6 +66,112 @@ pub fn skeleton(netns: Option<&Path>, table: Table) -> Result<Option<ObservedSke
         objects.extend(found);
     }
     Ok(Some(ObservedSkeleton::collect(TABLE_NAME, &objects)))
+}
+
+/// Removes `elements` from corral's sets in one nf_tables transaction (`NFT_MSG_DESTROYSETELEM`: elements
+/// that are not there are fine), in `netns` when given. Returns once the kernel has acknowledged every message
+/// (the commit is done by then); a refused batch or message is an error naming the set, and nothing was
+/// removed. The socket is then released by a child process (`release_in_child`), off the caller's path.
+pub fn remove_elements(netns: Option<&Path>, elements: &[Element]) -> Result<(), NatError> {
+    let removals = set_removals(elements);
+    if removals.is_empty() {
+        return Ok(());
+    }
+    let conn = Conn {
+        socket: open(netns)?,
+        seq: 0,
+    };
+    let first_seq = 1;
+    conn.send(&destroy_elements_batch(first_seq, &removals))?;
+    let mut acks = BatchAcks::new(first_seq, &removals);
+    let mut buf = Vec::with_capacity(RECV_BUF);
+    // The kernel processes a batch while it is sent, so every answer is queued when `send` returns; a
+    // non-blocking read that finds nothing more means an answer is missing, never "wait longer".
+    while !acks.finished() {
+        let replies = conn
+            .recv_flags(&mut buf, libc::MSG_DONTWAIT)
+            .map_err(|e| match e {
+                NatError::Netlink { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock => {
+                    NatError::Netlink {
+                        operation: "remove elements".to_owned(),
+                        source: std::io::Error::other("the kernel did not acknowledge every message"),
+                    }
+                }
+                other => other,
+            })?;
+        acks.feed(&replies);
+    }
+    if let Some((set, errno)) = acks.failures().first() {
+        return Err(errno_error(&format!("remove elements from {set}"), *errno));
+    }
+    release_in_child(conn.socket);
+    Ok(())
+}
+
+/// `elements` grouped per set, in [`Set::ALL`] order, each encoded once.
+fn set_removals(elements: &[Element]) -> Vec<SetRemoval> {
+    let mut out = Vec::new();
+    for set in Set::ALL {
+        let mut encoded: Vec<RawElement> = Vec::new();
+        for raw in elements.iter().filter(|e| e.set() == set).map(encode) {
+            if !encoded.contains(&raw) {
+                encoded.push(raw);
+            }
+        }
+        if !encoded.is_empty() {
+            out.push(SetRemoval {
+                family: family_of(set.table()),
+                table: TABLE_NAME.to_owned(),
+                set: set.name().to_owned(),
+                elements: encoded,
+            });
+        }
+    }
+    out
+}
+
+/// Closes `socket` without waiting for its release. Releasing a netfilter socket that deleted objects makes
+/// the kernel flush their deferred destruction first (an RCU grace period, ~12 ms); only the last close of
+/// the socket does that. So a forked child holds a copy of it, closes every other descriptor it inherited (so
+/// it keeps no pipe, lock or socket of the caller's open) and exits: its exit is the last close and waits,
+/// while the parent's close is not the last and returns at once. A thread reaps the child; a short-lived
+/// caller may exit first, and then init reaps it. If the fork fails the socket is closed here (slower, still
+/// correct).
+#[allow(unsafe_code)]
+fn release_in_child(socket: Socket) {
+    use std::os::fd::AsRawFd as _;
+    let keep = socket.as_raw_fd();
+    // SAFETY: after fork the child only makes async-signal-safe calls (two raw close_range syscalls and
+    // _exit) before it ends, so no lock, allocator or other state another thread of the parent held at the
+    // fork can be touched in it. The parent continues as usual.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            // SAFETY: raw syscalls on descriptor numbers; close_range ignores numbers that are not open. Its
+            // failure only means the child keeps more descriptors open until its exit, a few ms.
+            unsafe {
+                if keep > 0 {
+                    libc::syscall(libc::SYS_close_range, 0u32, (keep - 1) as u32, 0u32);
+                }
+                libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+                libc::_exit(0)
+            }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            drop(socket);
+            let reaper = std::thread::Builder::new()
+                .name("corral-nl-release".to_owned())
+                .spawn(move || {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                });
+            if let Err(error) = reaper {
+                tracing::debug!(%error, "cannot start a thread to reap the socket-release child");
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, "fork failed; closing the netlink socket here");
+            drop(socket);
+        }
+    }
 }
 
 /// The raw reply datagrams of one set, chain or rule dump of `table`, concatenated (for capturing test
@@ -182,10 +291,15 @@ impl Conn {
 
     /// The messages of the next datagram.
     fn recv(&self, buf: &mut Vec<u8>) -> Result<Vec<Reply>, NatError> {
+        self.recv_flags(buf, 0)
+    }
+
+    /// The messages of the next datagram, with extra `recv` flags (`MSG_DONTWAIT`).
+    fn recv_flags(&self, buf: &mut Vec<u8>, flags: libc::c_int) -> Result<Vec<Reply>, NatError> {
         buf.clear();
         let len = self
             .socket
-            .recv(buf, libc::MSG_TRUNC)
+            .recv(buf, libc::MSG_TRUNC | flags)
             .map_err(failed("receive"))?;
         if len > buf.len() {
             return Err(malformed(super::Malformed(
