@@ -81,8 +81,13 @@ impl Engine {
         for f in [p.exit(), p.started(), p.error(), p.dir.join("pid")] {
             let _ = std::fs::remove_file(f);
         }
-        c.shim_pid = None;
-        // The runtime's record of a previous run, if its shim had no time to delete it (a quick restart).
+        // The previous run's shim deletes the runtime's record after the exit; let it finish, then delete what a
+        // dead shim left, so the runtime can create the container under the same id.
+        if let Some(pid) = c.shim_pid.take() {
+            self.wait_until(Duration::from_secs(5), || {
+                !crate::container::shim_alive(pid, &c.id)
+            });
+        }
         if self.runtime.root.join(&c.id).exists() {
             let _ = self.runtime.delete(&c.id);
         }
@@ -270,12 +275,13 @@ impl Engine {
             c.cni_result = None;
             c.ip = None;
         }
-        // The shim deletes the runtime's record after reporting the exit; wait for it briefly rather than race
-        // it, and delete what is left (a shim that died, or a container that never started).
-        if let Some(pid) = c.shim_pid {
-            self.wait_until(Duration::from_secs(5), || !crate::container::shim_alive(pid, id));
-        }
-        if self.runtime.root.join(id).exists() {
+        // The shim deletes the runtime's record after reporting the exit, while this teardown runs (it touches
+        // neither the network nor the root); delete it here only when no shim will: it died, or the container
+        // never started. A restart deletes a record left behind before it creates the container again.
+        let shim_alive = c
+            .shim_pid
+            .is_some_and(|pid| crate::container::shim_alive(pid, id));
+        if !shim_alive && self.runtime.root.join(id).exists() {
             let _ = self.runtime.delete(id);
         }
         if c.mounted {
@@ -566,6 +572,16 @@ impl Engine {
         let _g = self.lock.lock().map_err(|_| internal("lock poisoned"))?;
         self.teardown_locked(&c.id);
         let c = Container::load(&p).map_err(internal)?;
+        // The runtime's record (and cgroups) go with the container: its shim deletes them after the exit report,
+        // alongside the teardown; wait for that, then delete whatever a dead shim left.
+        if let Some(pid) = c.shim_pid {
+            self.wait_until(Duration::from_secs(5), || {
+                !crate::container::shim_alive(pid, &c.id)
+            });
+        }
+        if self.runtime.root.join(&c.id).exists() {
+            let _ = self.runtime.delete(&c.id);
+        }
         if c.mounted || c.attached {
             return Err(internal(format!(
                 "container {}: teardown incomplete, not removing",
