@@ -333,34 +333,73 @@ impl Conn {
     }
 
     /// Every object of one dump of corral's table in `family`; `None` when the kernel answers ENOENT (no
-    /// such table). Retried when the ruleset changed during the dump.
+    /// such table).
     fn dump_objects(&mut self, dump: Dump, family: u8) -> Result<Option<Vec<Object>>, NatError> {
+        self.dump(
+            &format!("dump {dump:?}"),
+            |seq| dump_request(seq, dump, family, TABLE_NAME),
+            |reply| match reply {
+                Reply::Object {
+                    seq,
+                    interrupted,
+                    object,
+                } => Some((seq, interrupted, vec![object])),
+                _ => None,
+            },
+        )
+    }
+
+    /// Every element of `set`; empty when the set does not exist.
+    fn dump_set(&mut self, family: u8, set: Set) -> Result<Vec<RawElement>, NatError> {
+        self.dump(
+            &format!("dump {}", set.name()),
+            |seq| get_elements_request(seq, family, TABLE_NAME, set.name()),
+            |reply| match reply {
+                Reply::Elements {
+                    seq,
+                    interrupted,
+                    elements,
+                } => Some((seq, interrupted, elements)),
+                _ => None,
+            },
+        )
+        .map(Option::unwrap_or_default)
+    }
+
+    /// One dump: sends `request(seq)` and gathers what `items` finds in the replies to it (sequence number,
+    /// whether the kernel flagged the dump interrupted, the items) until the kernel's DONE; again, up to
+    /// `DUMP_ATTEMPTS` times, while the ruleset changed during the dump. `None` when the kernel answers ENOENT.
+    fn dump<T>(
+        &mut self,
+        operation: &str,
+        request: impl Fn(u32) -> Vec<u8>,
+        items: impl Fn(Reply) -> Option<(u32, bool, Vec<T>)>,
+    ) -> Result<Option<Vec<T>>, NatError> {
         let mut buf = Vec::with_capacity(RECV_BUF);
         for _ in 0..DUMP_ATTEMPTS {
             let seq = self.next_seq();
-            self.send(&dump_request(seq, dump, family, TABLE_NAME))?;
+            self.send(&request(seq))?;
             let mut out = Vec::new();
             let mut interrupted = false;
             'dump: loop {
                 for reply in self.recv(&mut buf)? {
                     match reply {
-                        Reply::Object {
-                            seq: s,
-                            interrupted: i,
-                            object,
-                        } if s == seq => {
-                            interrupted |= i;
-                            out.push(object);
-                        }
                         Reply::Done { seq: s } if s == seq => break 'dump,
                         Reply::Error {
                             seq: s,
                             errno: ENOENT,
                         } if s == seq => return Ok(None),
                         Reply::Error { seq: s, errno } if s == seq && errno != 0 => {
-                            return Err(errno_error(&format!("dump {dump:?}"), errno))
+                            return Err(errno_error(operation, errno))
                         }
-                        _ => {}
+                        other => {
+                            if let Some((s, i, found)) = items(other) {
+                                if s == seq {
+                                    interrupted |= i;
+                                    out.extend(found);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -369,49 +408,8 @@ impl Conn {
             }
         }
         Err(NatError::Netlink {
-            operation: format!("dump {dump:?}"),
+            operation: operation.to_owned(),
             source: std::io::Error::other("the ruleset kept changing while it was dumped"),
-        })
-    }
-
-    /// Every element of `set`; empty when the set does not exist.
-    fn dump_set(&mut self, family: u8, set: Set) -> Result<Vec<RawElement>, NatError> {
-        let mut buf = Vec::with_capacity(RECV_BUF);
-        for _ in 0..DUMP_ATTEMPTS {
-            let seq = self.next_seq();
-            self.send(&get_elements_request(seq, family, TABLE_NAME, set.name()))?;
-            let mut out = Vec::new();
-            let mut interrupted = false;
-            'dump: loop {
-                for reply in self.recv(&mut buf)? {
-                    match reply {
-                        Reply::Elements {
-                            seq: s,
-                            interrupted: i,
-                            elements,
-                        } if s == seq => {
-                            interrupted |= i;
-                            out.extend(elements);
-                        }
-                        Reply::Done { seq: s } if s == seq => break 'dump,
-                        Reply::Error {
-                            seq: s,
-                            errno: ENOENT,
-                        } if s == seq => return Ok(Vec::new()),
-                        Reply::Error { seq: s, errno } if s == seq && errno != 0 => {
-                            return Err(errno_error("dump set elements", errno))
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if !interrupted {
-                return Ok(out);
-            }
-        }
-        Err(NatError::Netlink {
-            operation: format!("dump {}", set.name()),
-            source: std::io::Error::other("the set kept changing while it was dumped"),
         })
     }
 }
