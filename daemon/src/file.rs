@@ -32,6 +32,11 @@ fn write_renamed(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()
     })
 }
 
+/// Flushes a file written with [`write_replace`] to disk, making it durable after the fact.
+pub fn sync(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
 /// Rewrites a file in place, keeping its inode (for files bind-mounted into containers): the new bytes from
 /// offset 0, then the file cut to their length, so a reader sees old or new text, never an empty file.
 pub fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

@@ -138,9 +138,12 @@ pub fn run(a: ShimArgs) -> i32 {
     let _ = file::write_replace(&p.started(), pid.to_string().as_bytes());
     report("started");
     let code = wait_for(pid);
-    let recorded = file::write_atomic(&p.exit(), code.to_string().as_bytes());
+    // Written, reported, then made durable: waiters read the file as soon as it is there; the fsync (about a
+    // millisecond) is not on their path.
+    let recorded = file::write_replace(&p.exit(), code.to_string().as_bytes());
     report("exit");
-    // After the report: corrald's teardown (CNI DEL, unmounts) runs meanwhile and waits for this shim.
+    let recorded = recorded.and_then(|_| file::sync(&p.exit()));
+    // After the report: corrald's teardown (CNI DEL, unmounts) runs meanwhile; `rm` waits for this shim.
     let _ = rt.delete(&a.id);
     if let Err(e) = recorded {
         eprintln!("shim: cannot record exit code {code}: {e}");
