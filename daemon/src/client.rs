@@ -106,6 +106,25 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
+/// `corral exec` arguments.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Environment variable `KEY=VALUE` (or `KEY`: its value here), added to the container's.
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container (absolute).
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// Run as `user[:group]`, names or numeric ids from the container's /etc/passwd and /etc/group.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Name or id.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
 /// `corral network` verbs.
 #[derive(Debug, Subcommand)]
 pub enum NetworkVerb {
@@ -626,12 +645,24 @@ pub fn volume(socket: &Path, verb: VolumeVerb) -> Result<String, String> {
 }
 
 /// `corral exec`: runs a command in a running container; prints its output, returns its exit code.
-pub fn exec(socket: &Path, key: &str, cmd: &[String]) -> Result<i32, String> {
+pub fn exec(socket: &Path, a: &ExecArgs) -> Result<i32, String> {
+    // `-e KEY` takes KEY's value from this client's environment, as Docker does.
+    let env: Vec<String> = a
+        .env
+        .iter()
+        .map(|e| match (e.contains('='), std::env::var(e)) {
+            (false, Ok(v)) => format!("{e}={v}"),
+            _ => e.clone(),
+        })
+        .collect();
     let v = api(
         socket,
         "POST",
-        &format!("/containers/{}/exec", percent_encode(key)),
-        Body::Json(&json!({ "Cmd": cmd })),
+        &format!("/containers/{}/exec", percent_encode(&a.container)),
+        Body::Json(&json!({
+            "Cmd": a.command, "Env": env, "WorkingDir": a.workdir.clone().unwrap_or_default(),
+            "User": a.user.clone().unwrap_or_default(),
+        })),
     )?;
     let _ = std::io::stdout().write_all(v["Stdout"].as_str().unwrap_or_default().as_bytes());
     let _ = std::io::stderr().write_all(v["Stderr"].as_str().unwrap_or_default().as_bytes());

@@ -167,6 +167,21 @@ impl RestartPolicy {
 }
 
 /// What a client asks for in `POST /containers/create`.
+/// `POST /containers/{id}/exec`: a command run in a running container, optionally with more environment, another
+/// working directory or another user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ExecRequest {
+    /// Command and arguments.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` entries added to (or replacing) the container's environment.
+    pub env: Vec<String>,
+    /// Absolute working directory (default: the container's).
+    pub working_dir: String,
+    /// `user[:group]` (default: the container's user).
+    pub user: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct CreateRequest {

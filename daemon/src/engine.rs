@@ -540,20 +540,53 @@ impl Engine {
 
     /// `POST /containers/{id}/exec`: runs `Cmd` in the running container with `runc exec`; its exit code and
     /// output (lossy UTF-8).
-    pub fn exec(&self, key: &str, cmd: &[String]) -> ApiResult {
+    pub fn exec(&self, key: &str, x: &crate::container::ExecRequest) -> ApiResult {
         let (c, p) = self.find(key)?;
-        if cmd.is_empty() {
+        if x.cmd.is_empty() {
             return Err(ApiError::bad("exec: no command"));
         }
+        if let Some(e) = x
+            .env
+            .iter()
+            .find(|e| e.split_once('=').is_none_or(|(k, _)| k.is_empty()))
+        {
+            return Err(ApiError::bad(format!("exec -e {e}: want KEY=VALUE")));
+        }
+        if !x.working_dir.is_empty() && !x.working_dir.starts_with('/') {
+            return Err(ApiError::bad(format!(
+                "exec -w {}: want an absolute path",
+                x.working_dir
+            )));
+        }
+        let user = (!x.user.is_empty())
+            .then(|| crate::user::UserSpec::parse(&x.user))
+            .transpose()
+            .map_err(ApiError::bad)?;
         if c.status(&p) != Status::Running {
             return Err(ApiError::conflict(format!("container {} is not running", c.name)));
         }
-        let out = self
-            .runtime
-            .command()
-            .arg("exec")
+        let mut runc = self.runtime.command();
+        runc.arg("exec");
+        if let Some(spec) = &user {
+            // Resolved in the container's own passwd and group, as for `run -u`; HOME follows the user.
+            let u = crate::user::resolve_in_rootfs(spec, &p.rootfs()).map_err(ApiError::bad)?;
+            runc.arg("--user").arg(format!("{}:{}", u.uid, u.gid));
+            for g in &u.additional_gids {
+                runc.arg("--additional-gids").arg(g.to_string());
+            }
+            if !x.env.iter().any(|e| e.starts_with("HOME=")) {
+                runc.arg("--env").arg(format!("HOME={}", u.home));
+            }
+        }
+        for e in &x.env {
+            runc.arg("--env").arg(e);
+        }
+        if !x.working_dir.is_empty() {
+            runc.arg("--cwd").arg(&x.working_dir);
+        }
+        let out = runc
             .arg(&c.id)
-            .args(cmd)
+            .args(&x.cmd)
             .output()
             .map_err(|e| ApiError::internal(format!("{}: {e}", self.runtime.binary.display())))?;
         let code = out

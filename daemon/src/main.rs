@@ -79,13 +79,7 @@ enum Cmd {
         containers: Vec<String>,
     },
     /// Run a command in a running container (`runc exec`); exits with its exit code.
-    Exec {
-        /// Name or id.
-        container: String,
-        /// Command and arguments.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
+    Exec(client::ExecArgs),
     /// Manage volumes.
     Volume {
         #[command(subcommand)]
@@ -128,7 +122,7 @@ fn main() {
                 std::process::exit(125);
             }
         },
-        Cmd::Exec { container, command } => match client::exec(sock, &container, &command) {
+        Cmd::Exec(a) => match client::exec(sock, &a) {
             Ok(code) => std::process::exit(code),
             Err(e) => {
                 eprintln!("corral: {e}");

@@ -143,11 +143,7 @@ fn route(req: &Request, r: &mut BufReader<UnixStream>, engine: &Arc<Engine>) -> 
         ("POST", ["containers", id, "kill"]) => reply(204, engine.kill(id, q("signal").unwrap_or("KILL"))),
         ("POST", ["containers", id, "wait"]) => reply(200, engine.wait(id)),
         ("POST", ["containers", id, "exec"]) => {
-            let res = json_body::<Value>(r, req).and_then(|v| {
-                let cmd: Vec<String> = serde_json::from_value(v["Cmd"].clone())
-                    .map_err(|e| ApiError::bad(format!("Cmd: {e}")))?;
-                engine.exec(id, &cmd)
-            });
+            let res = json_body::<crate::container::ExecRequest>(r, req).and_then(|x| engine.exec(id, &x));
             reply(200, res)
         }
         ("POST", ["volumes", "create"]) => {

@@ -1,7 +1,7 @@
 //! `corral run` options end to end: `-u` (users from the image's /etc/passwd and /etc/group), `--cpus` (the CFS
 //! quota runc sets in the container's cgroup), `--init` (tini as PID 1: zombies reaped, TERM forwarded) and
 //! `--volumes-from` (shared volumes and binds, modes, anonymous volumes kept until their last user goes, nested
-//! mounts). Each test starts its own corrald in a throwaway node namespace (the shared harness).
+//! mounts), and `exec -e/-w/-u`. Each test starts its own corrald in a throwaway node namespace (the shared harness).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use corral_tests::launcher::Launcher;
@@ -362,4 +362,62 @@ fn a_volume_under_another_mount_lands_on_top_in_any_order() {
     assert_eq!(vol("logs", "l2").unwrap(), "l2\n");
     assert!(vol("data", "logs/l2").is_err());
     l.ok(&["rm", "outer"]);
+}
+
+#[test]
+fn exec_takes_env_workdir_and_a_user_from_the_containers_passwd() {
+    let l = Launcher::new();
+    let users = users_image(&l);
+    l.ok(&[
+        "run", "-d", "--name", "box", "--net", "none", users, "sleep", "1000",
+    ]);
+    let ids = "id -u; id -g; id -G; echo $HOME";
+    // Without options: the container's own user and environment.
+    assert_eq!(l.ok(&["exec", "box", "sh", "-c", ids]), "0\n0\n0\n/root\n");
+    assert_eq!(
+        l.ok(&["exec", "-u", "app", "box", "sh", "-c", ids]),
+        "1000\n1000\n1000 10 29\n/home/app\n"
+    );
+    assert_eq!(
+        l.ok(&["exec", "-u", "1000:10", "box", "sh", "-c", "id -u; id -g"]),
+        "1000\n10\n"
+    );
+    assert_eq!(
+        l.ok(&[
+            "exec",
+            "-e",
+            "GREETING=hi",
+            "-w",
+            "/home/app",
+            "box",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd"
+        ]),
+        "hi\n/home/app\n"
+    );
+    assert_eq!(
+        l.ok(&[
+            "exec",
+            "-u",
+            "app",
+            "-e",
+            "HOME=/x",
+            "box",
+            "sh",
+            "-c",
+            "echo $HOME"
+        ]),
+        "/x\n"
+    );
+    // Bad input: a clear error, and the container runs on.
+    l.fails(
+        &["exec", "-u", "ghost", "box", "true"],
+        "unable to find user ghost",
+    );
+    l.fails(&["exec", "-w", "home", "box", "true"], "absolute path");
+    l.fails(&["exec", "-e", "=x", "box", "true"], "KEY=VALUE");
+    assert_eq!(l.inspect("box")["State"]["Status"], "running");
+    l.ok(&["rm", "-f", "box"]);
+    assert_nothing_left(&l);
 }
