@@ -177,23 +177,7 @@ fn release_in_child(socket: Socket) {
 /// The raw reply datagrams of one set, chain or rule dump of `table`, concatenated (for capturing test
 /// fixtures; parse them with [`super::parse_datagram`]).
 pub fn capture_objects(netns: Option<&Path>, dump: Dump, table: Table) -> Result<Vec<u8>, NatError> {
-    let conn = Conn {
-        socket: open(netns)?,
-        seq: 0,
-    };
-    conn.send(&dump_request(1, dump, family_of(table), TABLE_NAME))?;
-    let mut out = Vec::new();
-    let mut buf = Vec::with_capacity(RECV_BUF);
-    loop {
-        let replies = conn.recv(&mut buf)?;
-        out.extend_from_slice(&buf);
-        if replies
-            .iter()
-            .any(|r| matches!(r, Reply::Done { .. } | Reply::Error { .. }))
-        {
-            return Ok(out);
-        }
-    }
+    capture(netns, &dump_request(1, dump, family_of(table), TABLE_NAME))
 }
 
 fn family_of(table: Table) -> u8 {
@@ -206,12 +190,19 @@ fn family_of(table: Table) -> u8 {
 /// The raw reply datagrams of one element dump of `set`, concatenated (for capturing test fixtures; parse
 /// them with [`super::parse_datagram`]).
 pub fn capture_dump(netns: Option<&Path>, set: Set) -> Result<Vec<u8>, NatError> {
-    let family = family_of(set.table());
+    capture(
+        netns,
+        &get_elements_request(1, family_of(set.table()), TABLE_NAME, set.name()),
+    )
+}
+
+/// Sends one dump `request` and returns every reply datagram up to the kernel's DONE (or error), as received.
+fn capture(netns: Option<&Path>, request: &[u8]) -> Result<Vec<u8>, NatError> {
     let conn = Conn {
         socket: open(netns)?,
         seq: 0,
     };
-    conn.send(&get_elements_request(1, family, TABLE_NAME, set.name()))?;
+    conn.send(request)?;
     let mut out = Vec::new();
     let mut buf = Vec::with_capacity(RECV_BUF);
     loop {
