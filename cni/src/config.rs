@@ -94,6 +94,15 @@ impl NetConf {
             .unwrap_or_default()
     }
 
+    /// [`NetConf::gc_valid_attachments`] as (container id, ifname) pairs, the key of every record a plugin keeps
+    /// per attachment.
+    pub fn gc_valid_pairs(&self) -> Vec<(String, String)> {
+        self.gc_valid_attachments()
+            .into_iter()
+            .map(|a| (a.container_id, a.ifname))
+            .collect()
+    }
+
     /// `args.cni.<key>` if present (keys matched as Go matches them).
     pub fn args_cni(&self, key: &str) -> Option<&Value> {
         crate::gojson::lookup(crate::gojson::lookup(self.args.as_ref()?, "cni")?, key)
@@ -159,6 +168,7 @@ mod tests {
                 ifname: "eth0".into()
             }]
         );
+        assert_eq!(c.gc_valid_pairs(), vec![("a".to_string(), "eth0".to_string())]);
         let c: NetConf = serde_json::from_str(
             r#"{"name":"n","cni.dev/valid-attachments":[{"containerID":"b","ifname":"net1"}],
                 "cni.dev/attachments":[{"containerID":"a","ifname":"eth0"}]}"#,

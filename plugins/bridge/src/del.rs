@@ -69,12 +69,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
             errors.push(e.context("IPAM GC"));
         }
     }
-    let valid: Vec<(String, String)> = req
-        .conf
-        .gc_valid_attachments()
-        .into_iter()
-        .map(|a| (a.container_id, a.ifname))
-        .collect();
+    let valid = req.conf.gc_valid_pairs();
     if let Err(e) = nat_manager(req).gc(&req.conf.name, Source::Bridge, &valid) {
         errors.push(nat(e).context("NAT GC"));
     }

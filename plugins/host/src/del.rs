@@ -81,12 +81,7 @@ pub fn gc(req: &Request) -> Result<(), CniError> {
             errors.push(e.context("IPAM GC"));
         }
     }
-    let valid: HashSet<(String, String)> = req
-        .conf
-        .gc_valid_attachments()
-        .into_iter()
-        .map(|a| (a.container_id, a.ifname))
-        .collect();
+    let valid: HashSet<(String, String)> = req.conf.gc_valid_pairs().into_iter().collect();
     let store = store(req);
     let (records, read_errors) = store.list(&req.conf.name)?;
     errors.extend(read_errors);

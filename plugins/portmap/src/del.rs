@@ -35,12 +35,7 @@ pub fn status(req: &Request) -> Result<(), CniError> {
 /// GC: port mappings of this network whose attachment is not in `cni.dev/valid-attachments`, and the
 /// conntrack flows of their UDP/SCTP host ports.
 pub fn gc(req: &Request) -> Result<(), CniError> {
-    let valid: Vec<(String, String)> = req
-        .conf
-        .gc_valid_attachments()
-        .into_iter()
-        .map(|a| (a.container_id, a.ifname))
-        .collect();
+    let valid = req.conf.gc_valid_pairs();
     let manager = nat_manager(req);
     let state = state_dir(req);
     let listing = manager.records().map_err(nat)?;
