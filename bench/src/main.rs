@@ -660,6 +660,38 @@ fn cpu_ticks() -> Option<(u64, u64)> {
     Some((busy, rest.iter().sum()))
 }
 
+/// Measures how busy everything else keeps the machine while a run lasts (the report's `other_load_during`).
+struct LoadMeter {
+    ticks: Option<(u64, u64)>,
+    since: Instant,
+}
+
+impl LoadMeter {
+    fn start() -> Self {
+        LoadMeter {
+            ticks: cpu_ticks(),
+            since: Instant::now(),
+        }
+    }
+
+    /// Writes `other_load_during` into the machine description `m`, when /proc could be read.
+    fn record(&self, m: &mut Value) {
+        if let (Some(a), Some(b)) = (self.ticks, cpu_ticks()) {
+            m["other_load_during"] = json!(other_load(a, b, self.since.elapsed().as_secs_f64()));
+        }
+    }
+}
+
+/// Prints the report: the table, or with `--json` the table on stderr and the JSON on stdout.
+fn print_report(table: &str, j: &Value, json: bool) {
+    if json {
+        eprint!("{table}");
+        println!("{}", serde_json::to_string_pretty(j).unwrap_or_default());
+    } else {
+        print!("{table}");
+    }
+}
+
 /// Average number of CPUs kept busy by everything else on the machine between two `cpu_ticks` readings.
 fn other_load(a: (u64, u64), b: (u64, u64), secs: f64) -> f64 {
     let ticks = b.0.saturating_sub(a.0).saturating_sub(b.1.saturating_sub(a.1));
@@ -791,7 +823,7 @@ fn run(opts: Opts) -> Result<bool, String> {
     if before >= 0.2 {
         eprintln!("warning: other work keeps {before:.2} CPUs busy: it adds noise to both sides");
     }
-    let ticks0 = (cpu_ticks(), Instant::now());
+    let load = LoadMeter::start();
 
     // The node namespace plays the host; this thread enters it so every plugin starts there.
     let node = format!("{tag}-node");
@@ -838,16 +870,9 @@ fn run(opts: Opts) -> Result<bool, String> {
     );
     b.parallel()?;
 
-    if let (Some(a), Some(b)) = (ticks0.0, cpu_ticks()) {
-        m["other_load_during"] = json!(other_load(a, b, ticks0.1.elapsed().as_secs_f64()));
-    }
+    load.record(&mut m);
     let (table, j) = report(&b, &m);
-    if opts.json {
-        eprint!("{table}");
-        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
-    } else {
-        print!("{table}");
-    }
+    print_report(&table, &j, opts.json);
     Ok(b.failures.is_empty())
 }
 

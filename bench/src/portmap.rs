@@ -14,7 +14,7 @@
 //! meet), bridge, /16 subnet, IPAM dataDir and CORRAL_STATE_DIR. The main thread `setns`es into a side's node
 //! namespace before each call (untimed), so the plugins are spawned directly there.
 
-use crate::{cpu_ticks, machine, machine_header, ms, other_load, radix36, stats, sys, wait_idle};
+use crate::{machine, machine_header, ms, print_report, radix36, stats, sys, wait_idle, LoadMeter};
 use corral_nat::{
     AttachmentRecord, NatManager, NftCli, Owner, PortForwarding, PortMapping, Protocol, RecordStore, Source,
 };
@@ -1322,7 +1322,7 @@ pub fn run(opts: Opts) -> Result<bool, String> {
     if before >= 0.2 {
         eprintln!("warning: other work keeps {before:.2} CPUs busy: it adds noise to both sides");
     }
-    let ticks0 = (cpu_ticks(), Instant::now());
+    let load = LoadMeter::start();
 
     let mut sides = vec![
         Side::new("corral", &opts.corral_dir, 201, &root, format!("{tag}-ncor"))?,
@@ -1366,15 +1366,8 @@ pub fn run(opts: Opts) -> Result<bool, String> {
     if b.sides[0].skipped.is_none() {
         b.list_nat_part()?;
     }
-    if let (Some(a), Some(c)) = (ticks0.0, cpu_ticks()) {
-        m["other_load_during"] = json!(other_load(a, c, ticks0.1.elapsed().as_secs_f64()));
-    }
+    load.record(&mut m);
     let (table, j) = report(&b, &m);
-    if opts.json {
-        eprint!("{table}");
-        println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
-    } else {
-        print!("{table}");
-    }
+    print_report(&table, &j, opts.json);
     Ok(b.failures.is_empty())
 }
